@@ -1,0 +1,1 @@
+"""textxfer components: module code for Transform and Trainer, and custom components."""

@@ -1,0 +1,1 @@
+"""textxfer pipeline: configuration, DAG factory and runners."""
