@@ -1,0 +1,384 @@
+"""Experiment configuration: one YAML file per experiment, loaded into validated dataclasses.
+
+Loading is strict: an unknown key, a value of the wrong type or settings that conflict raise
+`ConfigError` naming the key and the file, before any component runs. Command-line overrides
+(`--set training.batch_size=16`) go through the same checks.
+
+This module imports no TensorFlow, so `textxfer --help` and config checks stay fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import typing
+from typing import Any, Optional, Union
+
+import yaml
+
+# A column is named by its header (or by one of several alternative headers, the first one a
+# file contains wins) or, in files without a header, by its 0-based position.
+ColumnRef = Union[str, list, int]
+
+FORMATS = ("csv", "tsv", "jsonl")
+RUNNERS = ("beam", "local")
+DECAY_SCHEDULES = ("linear", "cosine")
+_TOP_PHASE = re.compile(r"^top:\s*(\d+)$")
+
+
+class ConfigError(ValueError):
+    """An invalid or inconsistent experiment configuration."""
+
+
+@dataclasses.dataclass
+class ColumnsConfig:
+    """Which input columns hold the text, the optional second text, the label and slice keys."""
+
+    text: ColumnRef
+    label: ColumnRef
+    text_pair: Optional[ColumnRef] = None
+    slices: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the labelled text is and how to read it.
+
+    Exactly one of `dataset` (a name the data step resolves to a directory, downloading or
+    using an offline mirror) and `dir` (a directory of files) is set. `train` and `eval` are
+    file patterns relative to that directory.
+    """
+
+    columns: ColumnsConfig
+    train: str
+    eval: str
+    dataset: Optional[str] = None
+    dir: Optional[str] = None
+    format: str = "csv"
+    header: bool = True
+    delimiter: Optional[str] = None
+    encoding: str = "utf-8"
+    labels: Optional[list] = None
+    max_bad_rows: int = 0
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """The pretrained encoder: a TF Hub / Kaggle URL, a `gs://` path or a local SavedModel."""
+
+    handle: str
+    max_seq_length: int = 128
+
+
+@dataclasses.dataclass
+class PhaseConfig:
+    """One phase of the freeze schedule.
+
+    `train` is `head` (backbone frozen), `top: N` (the N highest encoder layers, the pooler
+    and the head) or `all`.
+    """
+
+    train: str
+    steps: int
+
+    @property
+    def top_layers(self) -> Optional[int]:
+        """Number of unfrozen encoder layers for a `top: N` phase, else None."""
+        match = _TOP_PHASE.match(self.train)
+        return int(match.group(1)) if match else None
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """Training budget, freeze schedule and optimizer settings."""
+
+    phases: list
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    head_learning_rate: Optional[float] = None
+    warmup_fraction: float = 0.1
+    decay: str = "linear"
+    layer_lr_decay: float = 1.0
+    weight_decay: float = 0.01
+    clip_norm: Optional[float] = 1.0
+    dropout: float = 0.1
+    eval_batch_size: int = 64
+    seed: int = 42
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+    """TFMA gates for blessing a model.
+
+    `*_lower_bound` are absolute thresholds; `max_*_drop` are change thresholds against the
+    latest blessed model (the candidate may be at most that much worse).
+    """
+
+    accuracy_lower_bound: Optional[float] = None
+    auc_lower_bound: Optional[float] = None
+    max_accuracy_drop: Optional[float] = None
+    slices: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    """Where runs write: pipeline root, ML Metadata database and pushed models live under `dir`."""
+
+    dir: str
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.dir, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.dir, "serving")
+
+
+@dataclasses.dataclass
+class RunnerConfig:
+    """Local orchestration: TFX's BeamDagRunner (`beam`) or LocalDagRunner (`local`)."""
+
+    kind: str = "beam"
+    beam_args: list = dataclasses.field(default_factory=list)
+    enable_cache: bool = True
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """A whole experiment, as loaded from one YAML file."""
+
+    name: str
+    data: DataConfig
+    backbone: BackboneConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig
+    output: OutputConfig
+    runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
+    # Path of the file this config was loaded from; set by the loader, not a YAML key.
+    source: str = dataclasses.field(default="<dict>", compare=False)
+
+    def to_dict(self) -> dict:
+        """Return the config as plain data (what components receive in `custom_config`)."""
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def load_config(path: str, overrides: Optional[list] = None) -> PipelineConfig:
+    """Load, override and validate the experiment config in the YAML file at `path`.
+
+    `overrides` are `dotted.key=value` strings; each value is parsed as YAML, so numbers,
+    booleans and lists keep their types.
+    """
+    try:
+        with open(path, encoding="utf-8") as config_file:
+            raw = yaml.safe_load(config_file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for override in overrides or []:
+        _apply_override(raw, override, path)
+    return config_from_dict(raw, source=path)
+
+
+def config_from_dict(raw: dict, source: str = "<dict>") -> PipelineConfig:
+    """Build and validate a `PipelineConfig` from plain data, e.g. `PipelineConfig.to_dict()`."""
+    config = _build(PipelineConfig, raw, "", source)
+    config.source = source
+    _validate(config)
+    return config
+
+
+def _apply_override(raw: dict, override: str, path: str) -> None:
+    key, separator, value = override.partition("=")
+    if not separator or not key:
+        raise ConfigError(f"invalid override {override!r}: expected KEY=VALUE, e.g. training.batch_size=16")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{path}: cannot override {key}: {part} is not a mapping")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"invalid value in override {override!r}: {error}") from None
+
+
+def _build(cls, raw: Any, prefix: str, source: str):
+    """Construct dataclass `cls` from `raw`, rejecting unknown keys and wrong types."""
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {field.name: field for field in dataclasses.fields(cls) if field.name != "source"}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]}; valid keys at {where}: {', '.join(sorted(fields))}"
+        )
+    values = {}
+    for name, field in fields.items():
+        key = prefix + name
+        if name not in raw:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: missing required key {key}")
+            continue
+        values[name] = _convert(hints[name], raw[name], key, source)
+    return cls(**values)
+
+
+def _convert(hint, value: Any, key: str, source: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".", source)
+    if key == "training.phases":
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key}: expected a list of phases")
+        return [_build_phase(item, f"{key}[{index}]", source) for index, item in enumerate(value)]
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Union:
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{source}: {key} must not be null")
+        allowed = tuple(arg for arg in args if arg is not type(None))
+        if any(_matches(arg, value) for arg in allowed):
+            return float(value) if float in allowed and isinstance(value, int) and not isinstance(value, bool) else value
+        names = " or ".join(getattr(arg, "__name__", str(arg)) for arg in allowed)
+        raise ConfigError(f"{source}: {key} must be {names}, got {value!r}")
+    if not _matches(hint, value):
+        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
+    if hint is float:
+        return float(value)
+    return value
+
+
+def _matches(hint, value) -> bool:
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _build_phase(item: Any, key: str, source: str) -> PhaseConfig:
+    # `train: {top: 2}` in YAML reads more naturally than the string form; accept both.
+    if isinstance(item, dict) and isinstance(item.get("train"), dict):
+        train = item["train"]
+        if set(train) != {"top"}:
+            raise ConfigError(f"{source}: {key}.train: expected head, all or {{top: N}}, got {train!r}")
+        item = dict(item, train=f"top: {train['top']}")
+    return _build(PhaseConfig, item, key + ".", source)
+
+
+def _validate(config: PipelineConfig) -> None:
+    source = config.source
+    data = config.data
+
+    def fail(key: str, message: str):
+        raise ConfigError(f"{source}: {key}: {message}")
+
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", config.name):
+        fail("name", f"{config.name!r} must be lowercase letters, digits and '-' (it names the pipeline)")
+    if (data.dataset is None) == (data.dir is None):
+        fail("data", "set exactly one of data.dataset (a named dataset) and data.dir (a directory of files)")
+    if data.format not in FORMATS:
+        fail("data.format", f"{data.format!r} is not one of {', '.join(FORMATS)}")
+    if data.delimiter is not None and len(data.delimiter) != 1:
+        fail("data.delimiter", f"{data.delimiter!r} must be one character")
+    if data.max_bad_rows < 0:
+        fail("data.max_bad_rows", "must be >= 0")
+    columns = data.columns
+    for name in ("text", "label", "text_pair"):
+        _validate_column(getattr(columns, name), data.header, f"data.columns.{name}", fail)
+    if columns.text_pair is not None and columns.text_pair == columns.text:
+        fail("data.columns.text_pair", "names the same column as data.columns.text")
+    if data.labels is not None:
+        labels = [str(label) for label in data.labels]
+        if len(labels) < 2:
+            fail("data.labels", "needs at least two classes")
+        if len(set(labels)) != len(labels):
+            fail("data.labels", f"contains duplicates: {labels}")
+        data.labels = labels
+
+    backbone = config.backbone
+    if not backbone.handle:
+        fail("backbone.handle", "must not be empty")
+    if not 8 <= backbone.max_seq_length <= 512:
+        fail("backbone.max_seq_length", f"{backbone.max_seq_length} is outside 8..512")
+
+    training = config.training
+    if not training.phases:
+        fail("training.phases", "needs at least one phase")
+    for index, phase in enumerate(training.phases):
+        key = f"training.phases[{index}]"
+        if phase.train not in ("head", "all") and phase.top_layers is None:
+            fail(f"{key}.train", f"{phase.train!r} is not head, all or top: N")
+        if phase.top_layers is not None and phase.top_layers < 1:
+            fail(f"{key}.train", "top: N needs N >= 1")
+        if phase.steps <= 0:
+            fail(f"{key}.steps", f"{phase.steps} must be > 0")
+    for key in ("batch_size", "eval_batch_size"):
+        if getattr(training, key) <= 0:
+            fail(f"training.{key}", "must be > 0")
+    if training.learning_rate <= 0:
+        fail("training.learning_rate", "must be > 0")
+    if training.head_learning_rate is not None and training.head_learning_rate <= 0:
+        fail("training.head_learning_rate", "must be > 0")
+    if not 0 <= training.warmup_fraction < 1:
+        fail("training.warmup_fraction", "must be in [0, 1)")
+    if training.decay not in DECAY_SCHEDULES:
+        fail("training.decay", f"{training.decay!r} is not one of {', '.join(DECAY_SCHEDULES)}")
+    if not 0 < training.layer_lr_decay <= 1:
+        fail("training.layer_lr_decay", "must be in (0, 1]")
+    if training.weight_decay < 0:
+        fail("training.weight_decay", "must be >= 0")
+    if training.clip_norm is not None and training.clip_norm <= 0:
+        fail("training.clip_norm", "must be > 0 or null")
+    if not 0 <= training.dropout < 1:
+        fail("training.dropout", "must be in [0, 1)")
+
+    evaluation = config.evaluation
+    if evaluation.accuracy_lower_bound is None and evaluation.auc_lower_bound is None:
+        # Without a threshold TFX writes no blessing and the Pusher silently pushes nothing.
+        fail("evaluation", "set accuracy_lower_bound or auc_lower_bound; without a threshold no model is ever blessed")
+    for key in ("accuracy_lower_bound", "auc_lower_bound", "max_accuracy_drop"):
+        value = getattr(evaluation, key)
+        if value is not None and not 0 <= value <= 1:
+            fail(f"evaluation.{key}", f"{value} is outside [0, 1]")
+
+    if config.runner.kind not in RUNNERS:
+        fail("runner.kind", f"{config.runner.kind!r} is not one of {', '.join(RUNNERS)}")
+
+
+def _validate_column(ref, header: bool, key: str, fail) -> None:
+    if ref is None:
+        return
+    if isinstance(ref, bool):
+        fail(key, f"{ref!r} is not a column name or index")
+    if isinstance(ref, int):
+        if ref < 0:
+            fail(key, f"column index {ref} must be >= 0")
+        return
+    if not header:
+        fail(key, f"{ref!r} names a column, but data.header is false: give a 0-based column index")
+    names = ref if isinstance(ref, list) else [ref]
+    if not names or not all(isinstance(name, str) and name for name in names):
+        fail(key, f"{ref!r} must be a column name, a list of alternative names or an index")
