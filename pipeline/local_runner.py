@@ -1,0 +1,191 @@
+"""Run the textxfer pipeline on this machine with TFX's BeamDagRunner or LocalDagRunner.
+
+The runner resolves the data directory, builds the DAG with `create_pipeline`, shows which
+component is running, and ends with a summary read back from ML Metadata: each component's
+status and wall time, the evaluation metrics, the blessing and the pushed model path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import sys
+import time
+from typing import Optional
+
+from absl import logging as absl_logging
+
+from pipeline.config import PipelineConfig
+
+# Components create their Beam pipelines with these options. The in-memory DirectRunner
+# executes on the FnApiRunner inside this process, which starts no worker processes and
+# fetches no runner binary.
+DEFAULT_BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+
+_NODE_EVENT = re.compile(r"^(?:node|Component) (\S+) is (running|finished)\.$")
+_PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass
+class ComponentResult:
+    """One component's outcome in a run, as recorded in ML Metadata."""
+
+    node_id: str
+    state: str
+    seconds: Optional[float]
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a pipeline run produced."""
+
+    succeeded: bool
+    run_id: Optional[str] = None
+    components: list = dataclasses.field(default_factory=list)
+    metrics: dict = dataclasses.field(default_factory=dict)
+    blessed: Optional[bool] = None
+    pushed_path: Optional[str] = None
+    error: Optional[str] = None
+
+
+class ProgressHandler(logging.Handler):
+    """Print a line when a component starts or finishes, and our own modules' INFO logs."""
+
+    def __init__(self, stream=None):
+        super().__init__(level=logging.INFO)
+        self.stream = stream or sys.stdout
+        self.started = {}
+        self.seconds = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return
+        match = _NODE_EVENT.match(message)
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        if match:
+            node_id, event = match.groups()
+            if event == "running":
+                self.started[node_id] = record.created
+                self._write(f"[{stamp}] {node_id} running")
+            else:
+                seconds = record.created - self.started.get(node_id, record.created)
+                self.seconds[node_id] = seconds
+                self._write(f"[{stamp}] {node_id} finished in {seconds:.1f} s")
+        elif record.levelno >= logging.INFO and record.pathname.startswith(_PROJECT_DIR):
+            self._write(f"[{stamp}]   {message}")
+
+    def _write(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def resolve_data_root(config: PipelineConfig, data_mirror: Optional[str] = None) -> str:
+    """Return the local directory holding `config`'s data files, fetching a named dataset."""
+    if config.data.dir:
+        if not os.path.isdir(config.data.dir):
+            raise FileNotFoundError(f"{config.source}: data.dir {config.data.dir!r} is not a directory")
+        return config.data.dir
+    from pipeline.datasets import ensure_dataset
+
+    return ensure_dataset(config.data.dataset, mirror=data_mirror)
+
+
+def build_runner(kind: str):
+    from tfx import v1 as tfx
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+    if kind == "beam":
+        return BeamDagRunner()
+    return tfx.orchestration.LocalDagRunner()
+
+
+def run(config: PipelineConfig, *, data_mirror: Optional[str] = None, stream=None) -> RunResult:
+    """Run the whole pipeline for `config` and print progress and a summary to `stream`."""
+    stream = stream or sys.stdout
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    data_root = os.path.abspath(resolve_data_root(config, data_mirror))
+    os.makedirs(config.output.dir, exist_ok=True)
+    config = dataclasses.replace(
+        config,
+        output=dataclasses.replace(config.output, dir=os.path.abspath(config.output.dir)),
+    )
+    log_path = os.path.join(config.output.dir, "run.log")
+    metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.output.metadata_path
+    )
+    pipeline = create_pipeline(
+        config,
+        data_root=data_root,
+        metadata_connection_config=metadata_config,
+        beam_pipeline_args=DEFAULT_BEAM_ARGS + list(config.runner.beam_args),
+    )
+
+    stream.write(
+        f"textxfer: running pipeline {config.name!r} with the {config.runner.kind} runner\n"
+        f"  data: {data_root}\n  output: {config.output.dir}\n  full log: {log_path}\n"
+    )
+    progress = ProgressHandler(stream)
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setLevel(logging.INFO)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    absl_logger = absl_logging.get_absl_logger()
+    absl_handler = absl_logging.get_absl_handler()
+    previous_level, previous_handler_level = absl_logger.level, absl_handler.level
+    absl_logger.setLevel(logging.INFO)
+    # The console gets progress lines and warnings; the full INFO log goes to run.log.
+    absl_handler.setLevel(logging.WARNING)
+    for handler in (progress, file_handler):
+        absl_logger.addHandler(handler)
+
+    started = time.time()
+    error = None
+    try:
+        build_runner(config.runner.kind).run(pipeline)
+    except Exception as exception:  # The summary and the exit code report it; the log has the trace.
+        error = f"{type(exception).__name__}: {exception}"
+        absl_logging.exception("pipeline run failed")
+    finally:
+        for handler in (progress, file_handler):
+            absl_logger.removeHandler(handler)
+        absl_logger.setLevel(previous_level)
+        absl_handler.setLevel(previous_handler_level)
+        file_handler.close()
+
+    result = collect_result(config, since=started, seconds=progress.seconds)
+    if error:
+        result.succeeded = False
+        result.error = error
+    stream.write(format_summary(result, time.time() - started) + "\n")
+    return result
+
+
+def collect_result(config: PipelineConfig, *, since: float, seconds: Optional[dict] = None) -> RunResult:
+    """Read the latest run of `config`'s pipeline (started after `since`) back from ML Metadata."""
+    from pipeline import run_metadata
+
+    return run_metadata.latest_run_result(config, since=since, seconds=seconds or {})
+
+
+def format_summary(result: RunResult, total_seconds: float) -> str:
+    """Format `result` as the table printed at the end of a run."""
+    lines = ["", f"{'component':<34} {'status':<10} {'wall time':>10}"]
+    for component in result.components:
+        wall = f"{component.seconds:.1f} s" if component.seconds is not None else "-"
+        lines.append(f"{component.node_id:<34} {component.state:<10} {wall:>10}")
+    lines.append(f"{'total':<34} {'':<10} {total_seconds:.1f} s".rstrip())
+    lines.append("")
+    for name, value in sorted(result.metrics.items()):
+        lines.append(f"eval {name}: {value:.4f}")
+    if result.blessed is not None:
+        lines.append(f"blessed: {'yes' if result.blessed else 'no'}")
+    lines.append(f"pushed model: {result.pushed_path or 'none'}")
+    if result.error:
+        lines.append(f"run failed: {result.error}")
+    return "\n".join(lines)
