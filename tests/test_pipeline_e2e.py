@@ -1,0 +1,148 @@
+"""The whole DAG under BeamDagRunner on 100 SST-2 rows with a tiny random backbone.
+
+One module fixture runs the pipeline twice over the same inputs; the tests share those runs.
+"""
+
+import csv
+import io
+import os
+
+import pytest
+
+from pipeline import local_runner
+from pipeline.config import config_from_dict
+
+SST2_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "sst2")
+TRAIN_ROWS = 100
+EVAL_ROWS = 40
+PIPELINE_NODES = {
+    "TextExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
+}
+# Components whose inputs do not change between the two runs, so the second run reuses them.
+# The Evaluator and Pusher run again: the second run has a blessed baseline, the first had none.
+CACHEABLE_NODES = {"TextExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer"}
+
+
+def _write_subset(source: str, target: str, rows: int) -> None:
+    """Copy the header and the first `rows` rows of each label of a TSV file, alternating."""
+    with open(source, encoding="utf-8", newline="") as file:
+        reader = csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        by_label = {"0": [], "1": []}
+        for row in reader:
+            bucket = by_label[row[0]]
+            if len(bucket) < rows // 2:
+                bucket.append(row)
+            if all(len(bucket) == rows // 2 for bucket in by_label.values()):
+                break
+    with open(target, "w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
+        writer.writerow(header)
+        for negative, positive in zip(by_label["0"], by_label["1"]):
+            writer.writerow(negative)
+            writer.writerow(positive)
+
+
+def tiny_config(data_dir: str, output_dir: str, backbone_path: str):
+    return config_from_dict(
+        {
+            "name": "e2e-sst2",
+            "data": {
+                "dir": data_dir,
+                "format": "tsv",
+                "train": "train.tsv",
+                "eval": "dev.tsv",
+                "columns": {"text": ["sentence", "content"], "label": "label"},
+                "labels": ["0", "1"],
+            },
+            "backbone": {"handle": backbone_path, "max_seq_length": 32},
+            "training": {
+                "batch_size": 8,
+                "learning_rate": 1e-3,
+                "phases": [{"train": "head", "steps": 4}, {"train": "all", "steps": 4}],
+            },
+            # A random backbone classifies at chance level; a zero bound still exercises the
+            # threshold and blesses the model.
+            "evaluation": {"accuracy_lower_bound": 0.0, "max_accuracy_drop": 0.5},
+            "output": {"dir": output_dir},
+        },
+        source="tests/test_pipeline_e2e.py",
+    )
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, tiny_backbone):
+    root = tmp_path_factory.mktemp("e2e")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    _write_subset(os.path.join(SST2_DIR, "train.tsv"), str(data_dir / "train.tsv"), TRAIN_ROWS)
+    _write_subset(os.path.join(SST2_DIR, "dev.tsv"), str(data_dir / "dev.tsv"), EVAL_ROWS)
+    config = tiny_config(str(data_dir), str(root / "output"), tiny_backbone.path)
+
+    first_output, second_output = io.StringIO(), io.StringIO()
+    first = local_runner.run(config, stream=first_output)
+    second = local_runner.run(config, stream=second_output)
+    return config, first, second, first_output.getvalue(), second_output.getvalue()
+
+
+def test_first_run_completes_every_component(two_runs):
+    _, first, _, output, _ = two_runs
+    assert first.succeeded, output
+    states = {component.node_id: component.state for component in first.components}
+    assert set(states) == PIPELINE_NODES
+    assert all(state == "COMPLETE" for state in states.values()), states
+
+
+def test_components_write_artifacts(two_runs):
+    config, _, _, _, _ = two_runs
+    for node_id in PIPELINE_NODES - {"latest_blessed_model_resolver"}:
+        node_dir = os.path.join(config.output.pipeline_root, node_id)
+        files = [name for _, _, names in os.walk(node_dir) for name in names]
+        assert files, f"{node_id} wrote no files under {node_dir}"
+
+
+def test_model_blessed_and_pushed(two_runs):
+    _, first, _, _, _ = two_runs
+    assert first.blessed is True
+    assert first.pushed_path is not None
+    assert os.path.exists(os.path.join(first.pushed_path, "saved_model.pb"))
+    assert 0.0 <= first.metrics["accuracy"] <= 1.0
+    assert 0.0 <= first.metrics["auc"] <= 1.0
+
+
+def test_pushed_model_predicts(two_runs):
+    from pipeline.predict import predict
+
+    _, first, _, _, _ = two_runs
+    predictions = predict(first.pushed_path, ["a gorgeous, witty, seductive movie.", "dull"])
+    assert len(predictions) == 2
+    for prediction in predictions:
+        assert prediction["label"] in {"0", "1"}
+        assert set(prediction["probabilities"]) == {"0", "1"}
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert prediction["label"] == max(prediction["probabilities"], key=prediction["probabilities"].get)
+
+
+def test_second_run_reuses_cache(two_runs):
+    _, _, second, _, output = two_runs
+    assert second.succeeded, output
+    states = {component.node_id: component.state for component in second.components}
+    for node_id in CACHEABLE_NODES:
+        assert states.get(node_id) == "CACHED", f"{node_id}: {states.get(node_id)}"
+
+
+def test_summary_lists_components_and_push(two_runs):
+    _, first, _, output, _ = two_runs
+    for node_id in PIPELINE_NODES:
+        assert node_id in output
+    assert "Trainer running" in output
+    assert f"pushed model: {first.pushed_path}" in output
+    assert "eval accuracy:" in output
