@@ -45,7 +45,7 @@ class _ParseFileFn(beam.DoFn):
             if isinstance(item, RowError):
                 bad += 1
                 # Fail at the first bad row when there is no budget, or once this file
-                # alone exceeds it; the pipeline-wide total is checked in _check_budget.
+                # alone exceeds it. _check_budget checks the total over all files.
                 if bad > budget:
                     raise item
                 self._bad_rows.inc()
