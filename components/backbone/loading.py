@@ -6,6 +6,7 @@ SavedModel below it (for example a pipeline artifact).
 """
 
 import dataclasses
+import hashlib
 import os
 import re
 from typing import List, Optional
@@ -82,10 +83,16 @@ def locate_saved_model(handle: str) -> str:
     if handle.startswith(("https://", "http://")):
         import tensorflow_hub as hub  # pylint: disable=import-outside-toplevel
 
+        # NOTE: tensorflow_hub 0.16 opens URLs without a timeout. Offline machines fail at
+        # once on DNS, but a host that drops packets blocks until the OS gives up.
         try:
             return hub.resolve(handle)
         except Exception as error:  # Network, HTTP and archive errors have no common base.
-            raise _unreachable(handle, f"{type(error).__name__}: {error}") from error
+            cache_dir = os.path.join(hub.resolver.tfhub_cache_dir(use_temp=True),
+                                     hashlib.sha1(handle.encode("utf-8")).hexdigest())
+            raise _unreachable(
+                handle, f"{type(error).__name__}: {error}. tensorflow_hub looks for a cached "
+                        f"copy in {cache_dir}") from error
 
     try:
         if tf.io.gfile.exists(os.path.join(handle, SAVED_MODEL_FILE)):
