@@ -24,6 +24,18 @@ ColumnRef = Union[str, list, int]
 
 FORMATS = ("csv", "tsv", "jsonl")
 RUNNERS = ("beam", "local")
+BASELINES = ("resolver", "latest_pushed", "none")
+TOLERATION_OPERATORS = ("Equal", "Exists")
+TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# Kubernetes quantities as the KFP SDK accepts them: cores or millicores, bytes with a suffix.
+_CPU_QUANTITY = re.compile(r"^([0-9]*\.)?[0-9]+m?$")
+_MEMORY_QUANTITY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+_MEMORY_FACTORS = {
+    "": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+# Storage that pods can read; a relative path would be resolved inside the container.
+_REMOTE_SCHEMES = ("gs://", "s3://", "minio://", "hdfs://", "http://", "https://")
 DECAY_SCHEDULES = ("linear", "cosine")
 _TOP_PHASE = re.compile(r"^top:\s*(\d+)$")
 
@@ -151,6 +163,96 @@ class RunnerConfig:
 
 
 @dataclasses.dataclass
+class ResourcesConfig:
+    """CPU and memory requests and limits of one container, as Kubernetes quantities.
+
+    CPU is in cores (`2`, `0.5`) or millicores (`500m`); memory is bytes with an optional
+    suffix (`8Gi`, `512M`).
+    """
+
+    cpu_request: Optional[Union[str, float]] = None
+    cpu_limit: Optional[Union[str, float]] = None
+    memory_request: Optional[str] = None
+    memory_limit: Optional[str] = None
+
+
+@dataclasses.dataclass
+class TolerationConfig:
+    """A Kubernetes toleration that lets a pod run on nodes with a matching taint."""
+
+    key: str
+    operator: str = "Equal"
+    value: Optional[str] = None
+    effect: Optional[str] = None
+
+
+@dataclasses.dataclass
+class AcceleratorConfig:
+    """GPU request and the node pool that the GPU components run on.
+
+    `resource_type` is the Kubernetes extended resource name (`nvidia.com/gpu`), which the
+    open-source KFP backend puts into the container's limits; the GPU model is chosen by
+    `node_selector` (on GKE, `cloud.google.com/gke-accelerator: nvidia-tesla-t4`).
+    """
+
+    resource_type: str = "nvidia.com/gpu"
+    count: int = 1
+    node_selector: dict = dataclasses.field(default_factory=dict)
+    tolerations: list = dataclasses.field(default_factory=list)
+    components: list = dataclasses.field(default_factory=lambda: ["Trainer"])
+
+
+@dataclasses.dataclass
+class KubeflowConfig:
+    """Compiling for and submitting to a Kubeflow Pipelines v2 cluster.
+
+    `output_dir`, `data_root` and `backbone_handle` replace `output.dir`, the data directory
+    and `backbone.handle` in the compiled pipeline, because pods cannot read the compiling
+    machine's files. `resources` maps a component id (`Trainer`) or `default` to its CPU and
+    memory; a component's own entry overrides `default` field by field.
+    """
+
+    image: str
+    output_dir: str
+    data_root: str
+    backbone_handle: Optional[str] = None
+    host: Optional[str] = None
+    namespace: Optional[str] = None
+    experiment: Optional[str] = None
+    service_account: Optional[str] = None
+    token_env: str = "KFP_API_TOKEN"
+    baseline: str = "latest_pushed"
+    max_concurrency: int = 1
+    resources: dict = dataclasses.field(default_factory=dict)
+    accelerator: Optional[AcceleratorConfig] = None
+
+    def component_resources(self, component_id: str) -> ResourcesConfig:
+        """Return the resources of `component_id`: its own entry over `default`."""
+        merged = dataclasses.replace(self.resources.get("default", ResourcesConfig()))
+        own = self.resources.get(component_id)
+        if own is not None:
+            for field in dataclasses.fields(ResourcesConfig):
+                value = getattr(own, field.name)
+                if value is not None:
+                    setattr(merged, field.name, value)
+        return merged
+
+
+# Ids of the components that the Kubeflow pipeline contains, whatever the baseline.
+KUBEFLOW_COMPONENT_IDS = (
+    "TextExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+    "latest_pushed_model",
+)
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     """A whole experiment, as loaded from one YAML file."""
 
@@ -161,6 +263,7 @@ class PipelineConfig:
     evaluation: EvaluationConfig
     output: OutputConfig
     runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
+    kubeflow: Optional[KubeflowConfig] = None
     # Path of the file this config was loaded from; set by the loader, not a YAML key.
     source: str = dataclasses.field(default="<dict>", compare=False)
 
@@ -247,6 +350,12 @@ def _build(cls, raw: Any, prefix: str, source: str):
 def _convert(hint, value: Any, key: str, source: str):
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".", source)
+    if key == "kubeflow.resources":
+        return _build_resources(value, key, source)
+    if key == "kubeflow.accelerator.tolerations":
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key}: expected a list of tolerations")
+        return [_build(TolerationConfig, item, f"{key}[{index}].", source) for index, item in enumerate(value)]
     if key == "training.phases":
         if not isinstance(value, list):
             raise ConfigError(f"{source}: {key}: expected a list of phases")
@@ -259,6 +368,8 @@ def _convert(hint, value: Any, key: str, source: str):
                 return None
             raise ConfigError(f"{source}: {key} must not be null")
         allowed = tuple(arg for arg in args if arg is not type(None))
+        if len(allowed) == 1 and dataclasses.is_dataclass(allowed[0]):
+            return _build(allowed[0], value, key + ".", source)
         if any(_matches(arg, value) for arg in allowed):
             return float(value) if float in allowed and isinstance(value, int) and not isinstance(value, bool) else value
         names = " or ".join(getattr(arg, "__name__", str(arg)) for arg in allowed)
@@ -366,6 +477,8 @@ def _validate(config: PipelineConfig) -> None:
 
     if config.runner.kind not in RUNNERS:
         fail("runner.kind", f"{config.runner.kind!r} is not one of {', '.join(RUNNERS)}")
+    if config.kubeflow is not None:
+        _validate_kubeflow(config.kubeflow, fail)
 
 
 def _validate_column(ref, header: bool, key: str, fail) -> None:
@@ -382,3 +495,106 @@ def _validate_column(ref, header: bool, key: str, fail) -> None:
     names = ref if isinstance(ref, list) else [ref]
     if not names or not all(isinstance(name, str) and name for name in names):
         fail(key, f"{ref!r} must be a column name, a list of alternative names or an index")
+
+
+def _build_resources(value: Any, key: str, source: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {key}: expected a mapping of component id to resources")
+    return {name: _build(ResourcesConfig, item, f"{key}.{name}.", source) for name, item in value.items()}
+
+
+def _validate_kubeflow(kubeflow: KubeflowConfig, fail) -> None:
+    if not kubeflow.image or any(char.isspace() for char in kubeflow.image):
+        fail("kubeflow.image", f"{kubeflow.image!r} must be an image reference such as registry/textxfer:1.0")
+    for name in ("output_dir", "data_root", "backbone_handle"):
+        path = getattr(kubeflow, name)
+        if path is not None and not (path.startswith(_REMOTE_SCHEMES) or path.startswith("/")):
+            fail(
+                f"kubeflow.{name}",
+                f"{path!r} is a relative path, which pods cannot read: use gs://, s3:// or minio:// "
+                "storage, or an absolute path on a volume mounted in every pod",
+            )
+    if kubeflow.baseline not in BASELINES:
+        fail("kubeflow.baseline", f"{kubeflow.baseline!r} is not one of {', '.join(BASELINES)}")
+    if kubeflow.max_concurrency < 1:
+        fail("kubeflow.max_concurrency", f"{kubeflow.max_concurrency} must be >= 1")
+    if not kubeflow.token_env:
+        fail("kubeflow.token_env", "must name the environment variable that holds the API token")
+
+    for name in kubeflow.resources:
+        if name != "default" and name not in KUBEFLOW_COMPONENT_IDS:
+            fail(f"kubeflow.resources.{name}", f"is not default or a component id ({', '.join(KUBEFLOW_COMPONENT_IDS)})")
+    for resources in kubeflow.resources.values():
+        for field in ("cpu_request", "cpu_limit"):
+            value = getattr(resources, field)
+            if value is not None:
+                setattr(resources, field, _cpu_string(value))
+    for component_id in KUBEFLOW_COMPONENT_IDS:
+        _validate_resources(kubeflow.component_resources(component_id), component_id, fail)
+
+    accelerator = kubeflow.accelerator
+    if accelerator is None:
+        return
+    if not re.match(r"^[A-Za-z0-9.-]+/[A-Za-z0-9_.-]+$", accelerator.resource_type):
+        fail(
+            "kubeflow.accelerator.resource_type",
+            f"{accelerator.resource_type!r} must be a Kubernetes extended resource name such as nvidia.com/gpu",
+        )
+    if accelerator.count < 1:
+        fail("kubeflow.accelerator.count", f"{accelerator.count} must be >= 1")
+    for label, value in accelerator.node_selector.items():
+        if not isinstance(label, str) or not isinstance(value, str):
+            fail("kubeflow.accelerator.node_selector", f"{label!r}: {value!r} must map a label to a string value")
+    for index, toleration in enumerate(accelerator.tolerations):
+        key = f"kubeflow.accelerator.tolerations[{index}]"
+        if toleration.operator not in TOLERATION_OPERATORS:
+            fail(f"{key}.operator", f"{toleration.operator!r} is not one of {', '.join(TOLERATION_OPERATORS)}")
+        if toleration.operator == "Exists" and toleration.value is not None:
+            fail(f"{key}.value", "must be unset when operator is Exists")
+        if toleration.effect is not None and toleration.effect not in TOLERATION_EFFECTS:
+            fail(f"{key}.effect", f"{toleration.effect!r} is not one of {', '.join(TOLERATION_EFFECTS)}")
+    if not accelerator.components:
+        fail("kubeflow.accelerator.components", "needs at least one component id, e.g. [Trainer]")
+    for component_id in accelerator.components:
+        if component_id not in KUBEFLOW_COMPONENT_IDS:
+            fail(
+                "kubeflow.accelerator.components",
+                f"{component_id!r} is not a component id ({', '.join(KUBEFLOW_COMPONENT_IDS)})",
+            )
+
+
+def _cpu_string(value) -> str:
+    # YAML reads `cpu_limit: 2` as a number; Kubernetes quantities are strings.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _validate_resources(resources: ResourcesConfig, component_id: str, fail) -> None:
+    key = f"kubeflow.resources.{component_id}"
+    for field in dataclasses.fields(ResourcesConfig):
+        if getattr(resources, field.name) is None:
+            fail(key, f"{field.name} is not set: set it for {component_id} or under kubeflow.resources.default")
+    for field in ("cpu_request", "cpu_limit"):
+        if not _CPU_QUANTITY.match(getattr(resources, field)):
+            fail(f"{key}.{field}", f"{getattr(resources, field)!r} must be cores (2, 0.5) or millicores (500m)")
+    for field in ("memory_request", "memory_limit"):
+        if not _MEMORY_QUANTITY.match(getattr(resources, field)):
+            fail(f"{key}.{field}", f"{getattr(resources, field)!r} must be bytes with an optional suffix, e.g. 8Gi")
+    if cpu_cores(resources.cpu_request) > cpu_cores(resources.cpu_limit):
+        fail(key, f"cpu_request {resources.cpu_request} is above cpu_limit {resources.cpu_limit}")
+    if memory_bytes(resources.memory_request) > memory_bytes(resources.memory_limit):
+        fail(key, f"memory_request {resources.memory_request} is above memory_limit {resources.memory_limit}")
+
+
+def cpu_cores(quantity: str) -> float:
+    """Convert a validated Kubernetes CPU quantity (`2`, `500m`) to cores."""
+    if quantity.endswith("m"):
+        return float(quantity[:-1]) / 1000
+    return float(quantity)
+
+
+def memory_bytes(quantity: str) -> int:
+    """Convert a validated Kubernetes memory quantity (`8Gi`, `512M`) to bytes."""
+    match = re.match(r"^([0-9]+)([A-Za-z]*)$", quantity)
+    return int(match.group(1)) * _MEMORY_FACTORS[match.group(2)]
