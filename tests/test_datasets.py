@@ -189,43 +189,53 @@ def _assert_failed_download_leaves_nothing(cache: pathlib.Path) -> None:
     assert leftovers == []
 
 
-def test_corrupt_archive_rejected(server, sst2_zip, tmp_path):
-    truncated = sst2_zip[: len(sst2_zip) // 2]
-    server.routes["/SST-2.zip"] = (truncated, len(truncated))
-    cache = tmp_path / "cache"
-    with pytest.raises(DatasetError, match="is not a valid zip file"):
-        ensure_dataset("glue_sst2", cache_dir=str(cache), url=server.url("/SST-2.zip"))
-    _assert_failed_download_leaves_nothing(cache)
-
-
-def test_short_download_rejected(server, sst2_zip, tmp_path):
-    # The server declares the full length but closes the connection halfway.
-    server.routes["/SST-2.zip"] = (sst2_zip[:1000], len(sst2_zip))
-    cache = tmp_path / "cache"
-    with pytest.raises(DatasetError, match=f"incomplete: .*of {len(sst2_zip)} bytes"):
-        ensure_dataset("glue_sst2", cache_dir=str(cache), url=server.url("/SST-2.zip"))
-    _assert_failed_download_leaves_nothing(cache)
-
-
-def test_archive_missing_split_rejected(server, tmp_path):
+def _small_zip(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("SST-2/train.tsv", b"sentence\tlabel\n")
-    server.routes["/SST-2.zip"] = (buffer.getvalue(), len(buffer.getvalue()))
-    cache = tmp_path / "cache"
-    with pytest.raises(DatasetError, match=r"lacks \['SST-2/dev.tsv'\]"):
-        ensure_dataset("glue_sst2", cache_dir=str(cache), url=server.url("/SST-2.zip"))
-    _assert_failed_download_leaves_nothing(cache)
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
-def test_archive_with_wrong_rows_rejected(server, tmp_path):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("SST-2/train.tsv", b"sentence\tlabel\nfun\t1\n")
-        archive.writestr("SST-2/dev.tsv", b"sentence\tlabel\ndull\t0\n")
-    server.routes["/SST-2.zip"] = (buffer.getvalue(), len(buffer.getvalue()))
+def _half_archive(full: bytes) -> tuple[bytes, int]:
+    return full[: len(full) // 2], len(full) // 2
+
+
+def _connection_closed_early(full: bytes) -> tuple[bytes, int]:
+    # The server declares the full length but closes the connection after 1,000 bytes.
+    return full[:1000], len(full)
+
+
+def _archive_without_dev(full: bytes) -> tuple[bytes, int]:
+    del full
+    archive = _small_zip({"SST-2/train.tsv": b"sentence\tlabel\n"})
+    return archive, len(archive)
+
+
+def _archive_with_one_row(full: bytes) -> tuple[bytes, int]:
+    del full
+    archive = _small_zip({
+        "SST-2/train.tsv": b"sentence\tlabel\nfun\t1\n",
+        "SST-2/dev.tsv": b"sentence\tlabel\ndull\t0\n",
+    })
+    return archive, len(archive)
+
+
+# (case id, function of the good archive -> (body, declared length), expected message).
+BAD_DOWNLOADS = [
+    ("corrupt archive", _half_archive, "is not a valid zip file"),
+    ("short download", _connection_closed_early, "incomplete: received 1000 of"),
+    ("missing split", _archive_without_dev, r"lacks \['SST-2/dev.tsv'\]"),
+    ("wrong row count", _archive_with_one_row, "found 1 data rows, expected 67349"),
+]
+
+
+@pytest.mark.parametrize("make_body,message", [case[1:] for case in BAD_DOWNLOADS],
+                         ids=[case[0] for case in BAD_DOWNLOADS])
+def test_bad_download_rejected(server, sst2_zip, tmp_path, make_body, message):
+    server.routes["/SST-2.zip"] = make_body(sst2_zip)
     cache = tmp_path / "cache"
-    with pytest.raises(DatasetError, match="found 1 data rows, expected 67349"):
+    with pytest.raises(DatasetError, match=message):
         ensure_dataset("glue_sst2", cache_dir=str(cache), url=server.url("/SST-2.zip"))
     _assert_failed_download_leaves_nothing(cache)
 
