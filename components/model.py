@@ -1,0 +1,151 @@
+"""Classifier (TF Hub backbone + dropout/dense head) and the exported serving signatures."""
+
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+import tensorflow_hub as hub
+import tensorflow_text  # noqa: F401  (registers the tokenizer ops of the transform graph)
+import tensorflow_transform as tft
+import tf_keras
+
+from components import features
+
+# Initializer scale of the head, as in BERT's own classification heads.
+_HEAD_INIT_STDDEV = 0.02
+
+
+class Classifier(tf.Module):
+    """A TF Hub BERT encoder with a dropout + dense classification head over `pooled_output`.
+
+    Call it with a dict of int [batch, seq] `input_word_ids`, `input_mask` and
+    `input_type_ids` of any sequence length up to the backbone's maximum; it returns
+    logits [batch, num_classes].
+    """
+
+    def __init__(self, backbone_path: str, num_classes: int, dropout: float, seed: int):
+        super().__init__(name="classifier")
+        self.backbone = hub.KerasLayer(backbone_path, trainable=True, name="backbone")
+        self.head = tf_keras.Sequential([
+            tf_keras.layers.Dropout(dropout, seed=seed, name="head_dropout"),
+            tf_keras.layers.Dense(
+                num_classes,
+                kernel_initializer=tf_keras.initializers.TruncatedNormal(
+                    stddev=_HEAD_INIT_STDDEV, seed=seed),
+                name="head_dense",
+            ),
+        ], name="head")
+        hidden_size = self.pooled(_dummy_inputs(), training=False).shape[-1]
+        self.head.build([None, hidden_size])
+
+    @property
+    def backbone_variables(self) -> List[tf.Variable]:
+        return list(self.backbone.trainable_variables)
+
+    @property
+    def head_variables(self) -> List[tf.Variable]:
+        return list(self.head.trainable_variables)
+
+    def pooled(self, inputs: Dict[str, tf.Tensor], training: bool) -> tf.Tensor:
+        model_inputs = {name: tf.cast(inputs[name], tf.int32) for name in features.MODEL_INPUTS}
+        return self.backbone(model_inputs, training=training)["pooled_output"]
+
+    def __call__(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return self.head(self.pooled(inputs, training), training=training)
+
+
+def _dummy_inputs() -> Dict[str, tf.Tensor]:
+    ones = tf.ones([1, 2], tf.int32)
+    return {features.INPUT_WORD_IDS: ones, features.INPUT_MASK: ones,
+            features.INPUT_TYPE_IDS: tf.zeros_like(ones)}
+
+
+def trim_to_longest(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Cut padded model inputs to the longest sequence of the batch (at least one token).
+
+    Attention masks out padding, so the logits do not change; the encoder runs faster on
+    the short sentences that most classification data sets contain.
+    """
+    lengths = tf.reduce_sum(tf.cast(inputs[features.INPUT_MASK], tf.int32), axis=1)
+    longest = tf.maximum(tf.reduce_max(lengths), 1)
+    return {name: inputs[name][:, :longest] for name in features.MODEL_INPUTS}
+
+
+def _as_raw_feature(values: tf.Tensor, spec) -> tf.Tensor:
+    """Shape a string [batch] tensor like `tf.io.parse_example` returns feature `spec`."""
+    if isinstance(spec, tf.io.VarLenFeature):
+        return tf.sparse.from_dense(values[:, tf.newaxis])
+    if isinstance(spec, tf.io.FixedLenFeature) and len(spec.shape) == 1:
+        return values[:, tf.newaxis]
+    return values
+
+
+class ServingModule(tf.Module):
+    """The exported model: transform graph, classifier, label vocabulary and signatures."""
+
+    def __init__(self, classifier: Classifier, transform_output: tft.TFTransformOutput,
+                 labels: List[str], uses_text_pair: bool):
+        super().__init__(name="serving")
+        self.classifier = classifier
+        self.tft_layer = transform_output.transform_features_layer()
+        self.labels = tf.Variable(labels, trainable=False, name="labels")
+        self._raw_spec = transform_output.raw_feature_spec()
+        self._text_names = [features.TEXT] + ([features.TEXT_PAIR] if uses_text_pair else [])
+        missing = [name for name in self._text_names if name not in self._raw_spec]
+        if missing:
+            raise ValueError(f"the transform graph has no raw feature {missing}; it was built "
+                             f"for features {sorted(self._raw_spec)}")
+
+    def predict_transformed(self, transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        logits = self.classifier(trim_to_longest(transformed), training=False)
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1))
+        return {features.PROBABILITIES: probabilities, features.PREDICTED_LABEL: label}
+
+    def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+        """Return `serving_default`, `predict_text` and `transform_features`."""
+        text_spec = {name: self._raw_spec[name] for name in self._text_names}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve_examples(examples):
+            raw = tf.io.parse_example(examples, text_spec)
+            return self.predict_transformed(self.tft_layer(raw))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def transform_features(examples):
+            raw = tf.io.parse_example(examples, self._raw_spec)
+            return self.tft_layer(raw)
+
+        def predict_strings(texts: Dict[str, tf.Tensor]):
+            raw = {name: _as_raw_feature(texts[name], text_spec[name]) for name in texts}
+            return self.predict_transformed(self.tft_layer(raw))
+
+        if len(self._text_names) == 2:
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.TEXT),
+                                          tf.TensorSpec([None], tf.string,
+                                                        name=features.TEXT_PAIR)])
+            def predict_text(text, text_pair):
+                return predict_strings({features.TEXT: text, features.TEXT_PAIR: text_pair})
+        else:
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.TEXT)])
+            def predict_text(text):
+                return predict_strings({features.TEXT: text})
+
+        return {
+            features.SERVING_DEFAULT: serve_examples.get_concrete_function(),
+            features.PREDICT_TEXT: predict_text.get_concrete_function(),
+            features.TRANSFORM_FEATURES: transform_features.get_concrete_function(),
+        }
+
+
+def export_serving_model(module: ServingModule, export_dir: str) -> None:
+    """Save `module` as a SavedModel with its signatures to `export_dir`."""
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+
+
+def label_vocabulary(configured: Optional[List[str]],
+                     transform_output: tft.TFTransformOutput) -> List[str]:
+    """Return the label strings in class-id order: the configured list or Transform's."""
+    if configured:
+        return list(configured)
+    return [label.decode("utf-8") if isinstance(label, bytes) else label
+            for label in transform_output.vocabulary_by_name(features.LABEL_VOCABULARY)]
