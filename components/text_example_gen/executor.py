@@ -29,7 +29,11 @@ def row_to_example(row: TextRow) -> tf.train.Example:
 
 
 class _ParseFileFn(beam.DoFn):
-    """Parse one matched file whole, emitting examples and, within the budget, bad rows."""
+    """Parse one matched file whole, emitting examples and, within the budget, bad rows.
+
+    NOTE: a file is read into memory at once and parsed by one worker, so parallelism comes
+    from the number of files. Shard inputs of several GB into many files.
+    """
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()
