@@ -7,6 +7,7 @@ config errors come back in well under a second.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pipeline.environment import configure_environment
@@ -63,6 +64,83 @@ def _predict(args) -> int:
     return 0
 
 
+def _default_package(config) -> str:
+    return os.path.join("kubeflow", "pipelines", f"{config.name}.yaml")
+
+
+def _compile(args) -> int:
+    config = _load_config(args)
+    from pipeline.kubeflow_runner import compile_pipeline
+
+    output = args.output or _default_package(config)
+    spec = compile_pipeline(config, output)
+    print(f"compiled {len(spec['root']['dag']['tasks'])} tasks to {output}")
+    return 0
+
+
+def _submit_or_schedule(args) -> int:
+    config = _load_config(args)
+    from pipeline import kfp_client
+
+    package = args.package or _default_package(config)
+    if not os.path.isfile(package):
+        print(
+            f"textxfer: compiled pipeline not found: {package}; create it with "
+            f"`textxfer compile --config {args.config} --output {package}`",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        parameters = kfp_client.parse_parameters(package, args.params)
+        client = kfp_client.connect(config.kubeflow, host=args.host) if config.kubeflow else None
+        if args.command == "schedule":
+            result = kfp_client.schedule_run(
+                config, package, args.cron, client=client, parameters=parameters,
+                max_concurrency=args.max_concurrency, name=args.name,
+            )
+            print(f"recurring run {result.recurring_run_id} in experiment {result.experiment_id}")
+        else:
+            result = kfp_client.submit_run(config, package, client=client, parameters=parameters, run_name=args.name)
+            print(f"run {result.run_id} in experiment {result.experiment_id}")
+    except (ValueError, FileNotFoundError) as error:
+        print(f"textxfer: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_kubeflow_subcommands(subparsers) -> None:
+    compile_parser = subparsers.add_parser(
+        "compile", help="compile the pipeline into a Kubeflow Pipelines v2 spec (YAML)"
+    )
+    _add_config_arguments(compile_parser)
+    compile_parser.add_argument("--output", help="output file (default: kubeflow/pipelines/NAME.yaml)")
+    compile_parser.set_defaults(handler=_compile)
+
+    for command, help_text in (
+        ("submit", "upload the compiled pipeline to Kubeflow and start one run"),
+        ("schedule", "upload the compiled pipeline to Kubeflow and create a recurring run"),
+    ):
+        parser = subparsers.add_parser(command, help=help_text)
+        _add_config_arguments(parser)
+        parser.add_argument("--package", help="compiled pipeline (default: kubeflow/pipelines/NAME.yaml)")
+        parser.add_argument("--host", help="KFP API endpoint (default: kubeflow.host)")
+        parser.add_argument(
+            "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
+            help="runtime parameter, e.g. --param learning_rate=3e-5 (repeatable)",
+        )
+        parser.add_argument("--name", help="display name of the run or recurring run")
+        if command == "schedule":
+            parser.add_argument(
+                "--cron", required=True,
+                help="schedule, 5 fields (minute hour day month weekday) or 6 with seconds first",
+            )
+            parser.add_argument(
+                "--max-concurrency", type=int,
+                help="runs allowed at once (default: kubeflow.max_concurrency, 1)",
+            )
+        parser.set_defaults(handler=_submit_or_schedule)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textxfer",
@@ -98,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="+", help="texts to classify")
     predict.set_defaults(handler=_predict)
 
+    _add_kubeflow_subcommands(subparsers)
+
     return parser
 
 
@@ -105,10 +185,11 @@ def main(argv=None) -> int:
     configure_environment()
     args = build_parser().parse_args(argv)
     from pipeline.config import ConfigError
+    from pipeline.datasets import DatasetError
 
     try:
         return args.handler(args)
-    except ConfigError as error:
+    except (ConfigError, DatasetError) as error:
         print(f"textxfer: {error}", file=sys.stderr)
         return 2
 
