@@ -274,3 +274,14 @@ def test_cli_exports_backbone(tmp_path):
 
     assert cli.main(["export-backbone", "--from", checkpoint_dir, "--to", target]) == 0
     assert os.path.isfile(os.path.join(target, "saved_model.pb"))
+
+
+def test_sequence_longer_than_positions_fails(tiny_backbone):
+    import tensorflow as tf
+
+    word_ids, mask, type_ids = (np.ones((1, 513), np.int64),) * 3
+
+    # hub.KerasLayer re-raises errors of the called function as ValueError.
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
+                       match="max_position_embeddings"):
+        _encoder_outputs(tiny_backbone, word_ids, mask, type_ids)

