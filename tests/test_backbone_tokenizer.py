@@ -114,3 +114,17 @@ def test_tokenizer_runs_in_graph(minilm_tokenizer):
 
     eager = minilm_tokenizer.tokenize(["Straße ﬁnance"]).merge_dims(-2, -1).to_tensor()
     assert tokenize(tf.constant(["Straße ﬁnance"])).numpy().tolist() == eager.numpy().tolist()
+
+
+def test_tokenizer_accepts_lookup_table(minilm_backbone, minilm_tokenizer):
+    import tensorflow as tf
+
+    initializer = tf.lookup.TextFileInitializer(
+        minilm_backbone.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+        tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+    table = tf.lookup.StaticVocabularyTable(initializer, num_oov_buckets=1)
+    texts = ["Straße，ﬁnance…", "Hôtel 中文 " + "ж" * 101]
+
+    from_table = build_tokenizer(table, do_lower_case=True).tokenize(texts).to_list()
+
+    assert from_table == minilm_tokenizer.tokenize(texts).to_list()

@@ -15,6 +15,7 @@ here (compared with tokenizers 0.23 on the MiniLM tokenizer.json):
 """
 
 import functools
+from typing import Union
 
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -78,9 +79,11 @@ class HuggingFaceBasicTokenizer(BasicTokenizer):
         return words.with_flat_values(flat_words), begin, end
 
 
-def build_tokenizer(vocab_file: str, do_lower_case: bool) -> tf_text.BertTokenizer:
+def build_tokenizer(vocab: Union[str, tf.lookup.StaticVocabularyTable],
+                    do_lower_case: bool) -> tf_text.BertTokenizer:
     """Return a BERT tokenizer with the vocabulary and casing of a backbone.
 
+    `vocab` is the backbone's vocabulary file or a lookup table built from it.
     `tokenize(texts)` returns int64 ids as a RaggedTensor [batch, words, word pieces],
     without [CLS]/[SEP]. Text that spells a special token ("[SEP]") is tokenized as
     ordinary text, so user input cannot inject special tokens.
@@ -88,7 +91,7 @@ def build_tokenizer(vocab_file: str, do_lower_case: bool) -> tf_text.BertTokeniz
     basic_tokenizer_class = functools.partial(HuggingFaceBasicTokenizer,
                                               unknown_token=UNKNOWN_TOKEN)
     return tf_text.BertTokenizer(
-        vocab_file,
+        vocab,
         suffix_indicator="##",
         max_bytes_per_word=_MAX_BYTES_PER_WORD,
         token_out_type=tf.int64,
