@@ -94,6 +94,8 @@ def locate_saved_model(handle: str) -> str:
                 handle, f"{type(error).__name__}: {error}. tensorflow_hub looks for a cached "
                         f"copy in {cache_dir}") from error
 
+    # NOTE: gs:// handles take this tf.io.gfile path like local folders; the test suite
+    # covers local folders only, because it runs without network access.
     try:
         if tf.io.gfile.exists(os.path.join(handle, SAVED_MODEL_FILE)):
             return handle
