@@ -29,8 +29,8 @@ def _parse_and_trim(record: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]
     inputs = {name: tf.cast(value[:length], tf.int32) for name, value in inputs.items()}
     label = parsed[features.LABEL_ID]
     check = tf.debugging.assert_non_negative(
-        label, message="an example has no label (label_id -1); every training and evaluation "
-                       "row needs a label")
+        label, message="an example has label_id -1: its label is empty or not in the label "
+                       "vocabulary; every training and evaluation row needs a known label")
     with tf.control_dependencies([check]):
         label = tf.identity(label)
     return inputs, label

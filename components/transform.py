@@ -100,35 +100,33 @@ def dense_strings(value) -> tf.Tensor:
 
 
 def label_ids(labels: tf.Tensor, label_vocabulary: Optional[List[str]]) -> tf.Tensor:
-    """Map string [batch] labels to int64 class ids; fail on a label outside the vocabulary.
+    """Map string [batch] labels to int64 class ids, -1 for a label outside the vocabulary.
 
-    With `label_vocabulary` (the config's `data.labels`) the ids follow that list. Without
-    it, `tft.vocabulary` computes the vocabulary from the analyzed data, most frequent label
-    first (ties broken by the label bytes, which makes the order deterministic).
+    With `label_vocabulary` (the config's `data.labels`) the ids follow that list, and a
+    non-empty label outside it fails the run. Without it, `tft.vocabulary` computes the
+    vocabulary from the analyzed data, most frequent label first (TFT breaks ties
+    by the label bytes, so the order is deterministic); a label outside it, which only data that
+    was not analyzed can contain, gets id -1, which the Trainer rejects for both splits.
+    A row without a label ("", also what TFT feeds for a feature missing at serving time)
+    gets id -1 too.
     """
-    if label_vocabulary:
-        known = tf.constant(label_vocabulary)
-        matches = tf.equal(labels[:, tf.newaxis], known[tf.newaxis, :])
-        ids = tf.where(
-            tf.reduce_any(matches, axis=1), tf.argmax(tf.cast(matches, tf.int64), axis=1), -1
-        )
-        allowed = ", ".join(label_vocabulary)
-    else:
-        ids = tft.compute_and_apply_vocabulary(
+    if not label_vocabulary:
+        # No assertion here: TFT runs the graph before the vocabulary exists, while every
+        # lookup still returns the default.
+        return tft.compute_and_apply_vocabulary(
             labels, vocab_filename=features.LABEL_VOCABULARY, num_oov_buckets=0, default_value=-1
         )
-        allowed = "the labels seen in the training data"
-    # An unknown label must stop the run rather than train or evaluate as some class. A row
-    # without a label ("") passes: serving inputs have none, and TFT feeds "" for a missing
-    # feature. Its id stays -1, which the Trainer rejects.
+    known = tf.constant(label_vocabulary)
+    matches = tf.equal(labels[:, tf.newaxis], known[tf.newaxis, :])
+    ids = tf.where(tf.reduce_any(matches, axis=1), tf.argmax(tf.cast(matches, tf.int64), axis=1), -1)
     check = tf.debugging.Assert(
         tf.reduce_all((ids >= 0) | tf.equal(labels, "")),
-        [f"a label is not one of {allowed}; fix the data or list every label in data.labels:",
-         tf.boolean_mask(labels, ids < 0)],
+        [f"a label is not one of {', '.join(label_vocabulary)}; fix the data or list every label "
+         f"in data.labels:", tf.boolean_mask(labels, ids < 0)],
         summarize=10,
     )
     with tf.control_dependencies([check]):
-        return tf.identity(tf.cast(ids, tf.int64))
+        return tf.identity(ids)
 
 
 def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict) -> Dict[str, tf.Tensor]:
