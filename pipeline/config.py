@@ -35,7 +35,7 @@ _MEMORY_FACTORS = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
 }
 # Storage that pods can read; a relative path would be resolved inside the container.
-_REMOTE_SCHEMES = ("gs://", "s3://", "minio://", "hdfs://", "http://", "https://")
+REMOTE_SCHEMES = ("gs://", "s3://", "minio://", "hdfs://", "http://", "https://")
 DECAY_SCHEDULES = ("linear", "cosine")
 _TOP_PHASE = re.compile(r"^top:\s*(\d+)$")
 
@@ -508,7 +508,7 @@ def _validate_kubeflow(kubeflow: KubeflowConfig, fail) -> None:
         fail("kubeflow.image", f"{kubeflow.image!r} must be an image reference such as registry/textxfer:1.0")
     for name in ("output_dir", "data_root", "backbone_handle"):
         path = getattr(kubeflow, name)
-        if path is not None and not (path.startswith(_REMOTE_SCHEMES) or path.startswith("/")):
+        if path is not None and not (path.startswith(REMOTE_SCHEMES) or path.startswith("/")):
             fail(
                 f"kubeflow.{name}",
                 f"{path!r} is a relative path, which pods cannot read: use gs://, s3:// or minio:// "

@@ -6,12 +6,15 @@ so the local runner and the Kubeflow compiler share it unchanged.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Mapping, Optional, Union
 
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
 from components.evaluation import build_eval_config
+from components.latest_pushed_model import COMPONENT_ID as LATEST_PUSHED_ID
+from components.latest_pushed_model import LatestPushedModel
+from components.parameterized_trainer import ParameterizedTrainer
 from components.text_example_gen.component import TextExampleGen
 from pipeline.config import PipelineConfig
 
@@ -21,6 +24,11 @@ PREPROCESSING_FN = "components.transform.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
 
 RESOLVER_ID = "latest_blessed_model_resolver"
+# Baselines for the Evaluator: TFX's latest-blessed-model Resolver (local runs and Vertex AI;
+# open-source Kubeflow rejects its `resolver` executors), or the newest model in the
+# Pusher's serving directory (every orchestrator).
+BASELINE_RESOLVER = "resolver"
+BASELINE_LATEST_PUSHED = "latest_pushed"
 
 
 def reader_config(config: PipelineConfig) -> dict:
@@ -48,6 +56,10 @@ def create_pipeline(
     metadata_connection_config=None,
     beam_pipeline_args: Optional[list] = None,
     include_baseline: bool = True,
+    baseline: str = BASELINE_RESOLVER,
+    train_steps: Optional[Union[int, Any]] = None,
+    learning_rate: Optional[Union[float, Any]] = None,
+    platform_configs: Optional[Mapping[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
     """Build the textxfer TFX pipeline for `config`.
 
@@ -58,7 +70,16 @@ def create_pipeline(
       metadata_connection_config: ML Metadata connection; None lets the orchestrator choose
         (Kubeflow supplies its own).
       beam_pipeline_args: options for the Beam pipelines inside components.
-      include_baseline: add the latest-blessed-model resolver as the Evaluator's baseline.
+      include_baseline: give the Evaluator a baseline model, chosen by `baseline`.
+      baseline: `resolver` (the latest blessed model, through TFX's Resolver) or
+        `latest_pushed` (the newest model in the serving directory, `LatestPushedModel`).
+      train_steps: step budget that overrides the sum of `training.phases`, rescaling each
+        phase; an int or a `RuntimeParameter`. With this or `learning_rate` set, the
+        Trainer is a `ParameterizedTrainer` (its id stays `Trainer`).
+      learning_rate: backbone learning rate overriding `training.learning_rate`; a float or
+        a `RuntimeParameter`.
+      platform_configs: component id to platform config (for Kubeflow V2 a
+        `PipelineContainerSpec.ResourceSpec`), applied with `with_platform_config`.
 
     Returns:
       A `tfx.dsl.Pipeline` with ExampleGen, StatisticsGen, SchemaGen, ExampleValidator,
@@ -95,16 +116,21 @@ def create_pipeline(
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=custom_config,
     )
-    train_steps = sum(phase.steps for phase in config.training.phases)
-    trainer = tfx.components.Trainer(
+    trainer_args = dict(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+        train_args=tfx.proto.TrainArgs(num_steps=sum(phase.steps for phase in config.training.phases)),
         eval_args=tfx.proto.EvalArgs(num_steps=None),
         custom_config=custom_config,
     )
+    if train_steps is None and learning_rate is None:
+        trainer = tfx.components.Trainer(**trainer_args)
+    else:
+        trainer = ParameterizedTrainer(
+            **trainer_args, train_steps=train_steps, learning_rate=learning_rate
+        ).with_id("Trainer")
     components = [
         example_gen,
         statistics_gen,
@@ -115,7 +141,17 @@ def create_pipeline(
     ]
 
     baseline_model = None
-    if include_baseline:
+    if include_baseline and baseline == BASELINE_LATEST_PUSHED:
+        latest_pushed = LatestPushedModel(
+            serving_dir=config.output.serving_dir, candidate=trainer.outputs["model"]
+        ).with_id(LATEST_PUSHED_ID)
+        baseline_model = latest_pushed.outputs["model"]
+        components.append(latest_pushed)
+    elif include_baseline and baseline != BASELINE_RESOLVER:
+        raise ValueError(
+            f"unknown baseline {baseline!r}: use {BASELINE_RESOLVER!r} or {BASELINE_LATEST_PUSHED!r}"
+        )
+    elif include_baseline:
         model_resolver = tfx.dsl.Resolver(
             strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
             model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -140,6 +176,9 @@ def create_pipeline(
         ),
     )
     components += [evaluator, pusher]
+    for component in components:
+        if platform_configs and component.id in platform_configs:
+            component.with_platform_config(platform_configs[component.id])
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,

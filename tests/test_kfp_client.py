@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from pipeline import kfp_client
+from pipeline import cli, kfp_client
 from pipeline.config import load_config
 from tests.kfp_fake_server import FakeKfpServer, FakeKfpState, InvalidRequest, build_model
 
@@ -196,3 +196,33 @@ def test_fake_server_rejects_invalid_bodies():
         build_model("V2beta1RecurringRun", {"mode": "ON"})
     with pytest.raises(InvalidRequest, match="expected bool"):
         build_model("V2beta1RecurringRun", {"no_catchup": "yes"})
+
+
+def test_cli_schedule_reads_token_from_environment(package, monkeypatch, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("KFP_API_TOKEN", TOKEN)
+    with FakeKfpServer() as server:
+        exit_code = cli.main([
+            "schedule", "--config", str(REPO / "configs" / "sst2.yaml"), "--package", package,
+            "--host", server.url, "--cron", "0 3 * * *", "--param", "train_steps=300",
+        ])
+
+    assert exit_code == 0
+    assert server.errors == []
+    assert all(request.headers["authorization"] == f"Bearer {TOKEN}" for request in server.requests)
+    recurring = server.requests[-1].body
+    assert recurring["runtime_config"] == {"parameters": {"train_steps": 300}}
+    assert recurring["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * *"}}
+    output = capsys.readouterr()
+    assert "recurring run recurring-run-" in output.out
+    assert TOKEN not in output.out + output.err
+    assert TOKEN not in caplog.text
+
+
+def test_cli_submit_rejects_unknown_parameter(package, capsys):
+    exit_code = cli.main([
+        "submit", "--config", str(REPO / "configs" / "sst2.yaml"), "--package", package,
+        "--host", "http://127.0.0.1:9", "--param", "epochs=3",
+    ])
+    assert exit_code == 2
+    assert "no runtime parameter 'epochs'" in capsys.readouterr().err
