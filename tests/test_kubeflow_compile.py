@@ -180,7 +180,7 @@ def test_every_executor_has_resources(compiled, pipeline_spec, executors):
 
 def test_example_gen_resources_restored(compiled):
     # TFX 1.16 drops the platform config of file-based ExampleGens; the compiler puts it back.
-    # When a TFX upgrade fixes that, this list becomes empty and this test says so.
+    # When a TFX upgrade fixes that, the list becomes empty and this test fails as a reminder.
     restored = [message for message in compiled["logs"] if message.startswith("restored the resources")]
     assert restored == ["restored the resources that TFX's compiler dropped from TextExampleGen"]
 
@@ -220,6 +220,18 @@ def test_no_compiling_machine_paths(compiled):
     assert "outputs/sst2" not in text
     assert "backbones/minilm" in text  # only as part of the gs:// handle
     assert "gs://example-bucket/backbones/minilm" in text
+
+
+def test_module_code_by_dotted_path(compiled, pipeline_spec):
+    tasks = pipeline_spec.root.dag.tasks
+    transform = tasks["Transform"].inputs.parameters
+    trainer = tasks["Trainer"].inputs.parameters
+    assert transform["preprocessing_fn"].runtime_value.constant.string_value == "components.transform.preprocessing_fn"
+    assert trainer["run_fn"].runtime_value.constant.string_value == "components.trainer.run_fn"
+    assert "module_file" not in transform
+    assert "module_file" not in trainer
+    # TFX packs module files into wheels under <pipeline root>/_wheels; dotted paths need none.
+    assert "_wheels" not in compiled["text"]
 
 
 def test_no_resolver_executor(pipeline_spec, executors):
