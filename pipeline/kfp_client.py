@@ -177,7 +177,8 @@ def schedule_run(
     """
     kubeflow = _kubeflow(config)
     cron = normalize_cron(cron)
-    max_concurrency = max_concurrency or kubeflow.max_concurrency
+    if max_concurrency is None:
+        max_concurrency = kubeflow.max_concurrency
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency {max_concurrency} must be >= 1")
     client = client or connect(kubeflow)

@@ -140,6 +140,11 @@ def test_schedule_unchanged_file_reuses_version(config, package):
     assert second.version_id == third.version_id
 
 
+def test_schedule_rejects_zero_concurrency(config, package):
+    with pytest.raises(ValueError, match="max_concurrency 0 must be >= 1"):
+        kfp_client.schedule_run(config, package, "0 3 * * *", client=object(), max_concurrency=0)
+
+
 def test_missing_token_sends_no_authorization(config, package):
     with FakeKfpServer() as server:
         client = kfp_client.connect(config.kubeflow, host=server.url, environ={})
