@@ -124,6 +124,13 @@ def test_golden_diff_sees_both_directions():
     assert differences({"a": [1, 2]}, {"a": [1, 3]}) == ["a[1]: golden 2 != compiled 3"]
 
 
+def test_spec_schema_and_image(compiled, pipeline_spec, executors):
+    assert pipeline_spec.schema_version == "2.1.0"
+    assert pipeline_spec.pipeline_info.name == "sst2"
+    for label, executor in executors.items():
+        assert executor.container.image == compiled["config"].kubeflow.image, label
+
+
 def test_tasks_match_tfx_dag(compiled, pipeline_spec):
     tfx_pipeline = kubeflow_runner.build_pipeline(compiled["config"])
     expected = {
