@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import yaml
 from absl import logging
 
@@ -176,7 +175,8 @@ def build_pipeline(config: PipelineConfig):
         data_root=parameters[DATA_ROOT_PARAMETER],
         beam_pipeline_args=list(config.runner.beam_args),
         include_baseline=kubeflow.baseline != "none",
-        baseline=kubeflow.baseline if kubeflow.baseline != "none" else "resolver",
+        # Only read when include_baseline is true.
+        baseline=kubeflow.baseline,
         train_steps=parameters[TRAIN_STEPS_PARAMETER],
         learning_rate=parameters[LEARNING_RATE_PARAMETER],
         platform_configs=platform_configs(kubeflow),
@@ -194,10 +194,9 @@ def compile_pipeline(config: PipelineConfig, output_path: str) -> dict:
         default_commands=list(ENTRYPOINT_COMMAND),
         use_pipeline_spec_2_1=True,
     )
-    # The runner's output directory is unused because write_out=False, but it must exist.
-    with tempfile.TemporaryDirectory() as scratch:
-        runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(runner_config, output_dir=scratch)
-        pipeline_job = runner.run(tfx_pipeline, write_out=False)
+    # write_out=False: this module writes the file, with the PlatformSpec that TFX lacks.
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(runner_config)
+    pipeline_job = runner.run(tfx_pipeline, write_out=False)
     spec = pipeline_job["pipelineSpec"]
 
     restored = _restore_resources(spec, tfx_pipeline)

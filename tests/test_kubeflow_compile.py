@@ -329,3 +329,11 @@ def test_resolver_executor_rejected():
     }
     with pytest.raises(ValueError, match="latest_blessed_model_resolver-model-resolver_executor is a TFX Resolver"):
         kubeflow_runner._check_no_resolver(spec)
+
+
+def test_baseline_none_builds_without_baseline():
+    config = load_config(str(CONFIG_PATH), ["kubeflow.baseline=none"])
+    components = {component.id: component for component in kubeflow_runner.build_pipeline(config).components}
+    assert "latest_pushed_model" not in components
+    assert not any("resolver" in component_id for component_id in components)
+    assert "baseline_model" not in components["Evaluator"].inputs
