@@ -74,6 +74,9 @@ class DataConfig:
     encoding: str = "utf-8"
     labels: Optional[list] = None
     max_bad_rows: int = 0
+    # Curated TFDV schema (a schema.pbtxt file) imported with ImportSchemaGen; when unset,
+    # SchemaGen infers one from the statistics.
+    schema: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -132,6 +135,21 @@ class EvaluationConfig:
     auc_lower_bound: Optional[float] = None
     max_accuracy_drop: Optional[float] = None
     slices: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ValidationConfig:
+    """Data checks that stop a run before Transform (anomalies, label drift) or before training.
+
+    `label_drift_max` is the L-infinity distance allowed between the label distributions of
+    this span and the previous span (null turns the drift check off). `max_unk_share` is the
+    maximum fraction of [UNK] word pieces in the train split and `max_truncated_share` the
+    maximum fraction of examples longer than `backbone.max_seq_length`.
+    """
+
+    label_drift_max: Optional[float] = 0.1
+    max_unk_share: float = 0.05
+    max_truncated_share: float = 0.2
 
 
 @dataclasses.dataclass
@@ -243,8 +261,11 @@ KUBEFLOW_COMPONENT_IDS = (
     "TextExampleGen",
     "StatisticsGen",
     "SchemaGen",
+    "ImportSchemaGen",
     "ExampleValidator",
+    "AnomalyGate",
     "Transform",
+    "TextStatisticsGate",
     "Trainer",
     "Evaluator",
     "Pusher",
@@ -263,6 +284,7 @@ class PipelineConfig:
     evaluation: EvaluationConfig
     output: OutputConfig
     runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     kubeflow: Optional[KubeflowConfig] = None
     # Path of the file this config was loaded from; set by the loader, not a YAML key.
     source: str = dataclasses.field(default="<dict>", compare=False)
@@ -428,6 +450,8 @@ def _validate(config: PipelineConfig) -> None:
         if len(set(labels)) != len(labels):
             fail("data.labels", f"contains duplicates: {labels}")
         data.labels = labels
+    if data.schema is not None and not data.schema.endswith(".pbtxt"):
+        fail("data.schema", f"{data.schema!r} must be a text-format TFDV schema file ending in .pbtxt")
 
     backbone = config.backbone
     if not backbone.handle:
@@ -474,6 +498,14 @@ def _validate(config: PipelineConfig) -> None:
         value = getattr(evaluation, key)
         if value is not None and not 0 <= value <= 1:
             fail(f"evaluation.{key}", f"{value} is outside [0, 1]")
+
+    validation = config.validation
+    if validation.label_drift_max is not None and not 0 < validation.label_drift_max <= 1:
+        fail("validation.label_drift_max", f"{validation.label_drift_max} is outside (0, 1]; use null to turn the drift check off")
+    for key in ("max_unk_share", "max_truncated_share"):
+        value = getattr(validation, key)
+        if not 0 <= value <= 1:
+            fail(f"validation.{key}", f"{value} is outside [0, 1]")
 
     if config.runner.kind not in RUNNERS:
         fail("runner.kind", f"{config.runner.kind!r} is not one of {', '.join(RUNNERS)}")

@@ -116,6 +116,14 @@ def run(config: PipelineConfig, *, data_mirror: Optional[str] = None, stream=Non
         config,
         output=dataclasses.replace(config.output, dir=os.path.abspath(config.output.dir)),
     )
+    if config.data.schema:
+        schema_path = os.path.abspath(config.data.schema)
+        if not os.path.isfile(schema_path):
+            raise FileNotFoundError(
+                f"{config.source}: data.schema {config.data.schema!r} is not a file (resolved to "
+                f"{schema_path}); give the path of a schema.pbtxt, or remove data.schema to infer one"
+            )
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, schema=schema_path))
     log_path = os.path.join(config.output.dir, "run.log")
     metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.output.metadata_path

@@ -17,6 +17,7 @@ from components.latest_pushed_model import LatestPushedModel
 from components.parameterized_trainer import ParameterizedTrainer
 from components.text_example_gen.component import TextExampleGen
 from pipeline.config import PipelineConfig
+from pipeline.data_checks import data_check_components
 
 # Module code is referenced by dotted path, so the installed package is used locally and in
 # the Kubeflow image alike, and TFX does not pack module files into wheels at run time.
@@ -60,6 +61,7 @@ def create_pipeline(
     train_steps: Optional[Union[int, Any]] = None,
     learning_rate: Optional[Union[float, Any]] = None,
     platform_configs: Optional[Mapping[str, Any]] = None,
+    previous_statistics_resolver: Optional[bool] = None,
 ) -> tfx.dsl.Pipeline:
     """Build the textxfer TFX pipeline for `config`.
 
@@ -80,10 +82,15 @@ def create_pipeline(
         a `RuntimeParameter`.
       platform_configs: component id to platform config (for Kubeflow V2 a
         `PipelineContainerSpec.ResourceSpec`), applied with `with_platform_config`.
+      previous_statistics_resolver: resolve the last validated span's statistics with TFX's
+        Resolver, for AnomalyGate's label drift check. Defaults to true when the Evaluator's
+        baseline uses the Resolver too (orchestrators that run resolvers); without it the
+        drift check is skipped.
 
     Returns:
-      A `tfx.dsl.Pipeline` with ExampleGen, StatisticsGen, SchemaGen, ExampleValidator,
-      Transform, Trainer, the baseline resolver, Evaluator and Pusher.
+      A `tfx.dsl.Pipeline` with ExampleGen, StatisticsGen, SchemaGen (ImportSchemaGen when
+      `data.schema` is set), ExampleValidator, AnomalyGate (with its resolver), Transform,
+      TextStatisticsGate, Trainer, the baseline resolver, Evaluator and Pusher.
     """
     data_root = data_root or config.data.dir
     if not data_root:
@@ -103,12 +110,27 @@ def create_pipeline(
         reader_config=reader_config(config),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(
-        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
-    )
+    if config.data.schema:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.data.schema)
+    else:
+        schema_gen = tfx.components.SchemaGen(
+            statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+        )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
+    )
+    data_checks = data_check_components(
+        config,
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        anomalies=example_validator.outputs["anomalies"],
+        examples=example_gen.outputs["examples"],
+        previous_statistics_resolver=(
+            include_baseline and baseline == BASELINE_RESOLVER
+            if previous_statistics_resolver is None
+            else previous_statistics_resolver
+        ),
     )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -116,6 +138,9 @@ def create_pipeline(
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=custom_config,
     )
+    # Nothing downstream runs when the span's data fails its checks.
+    transform.add_upstream_node(data_checks.anomaly_gate)
+    data_checks.text_statistics_gate.add_upstream_node(transform)
     trainer_args = dict(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -131,12 +156,16 @@ def create_pipeline(
         trainer = ParameterizedTrainer(
             **trainer_args, train_steps=train_steps, learning_rate=learning_rate
         ).with_id("Trainer")
+    trainer.add_upstream_node(data_checks.text_statistics_gate)
     components = [
         example_gen,
         statistics_gen,
         schema_gen,
         example_validator,
+        *data_checks.resolvers,
+        data_checks.anomaly_gate,
         transform,
+        data_checks.text_statistics_gate,
         trainer,
     ]
 

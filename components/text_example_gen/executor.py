@@ -74,7 +74,14 @@ def _check_budget(bad_rows: list[str], max_bad_rows: int, pattern: str) -> int:
     return len(bad_rows)
 
 
-def _pass_through(example: tf.train.Example, unused_bad_row_count: int) -> tf.train.Example:
+def _check_not_empty(example_count: int, pattern: str) -> int:
+    if example_count == 0:
+        raise ValueError(f"no examples in {pattern}: the matched files are empty, hold only a header, "
+                         "or every row was dropped as bad. Check the file pattern and the data")
+    return example_count
+
+
+def _pass_through(example: tf.train.Example, unused_bad_row_count: int, unused_example_count: int) -> tf.train.Example:
     return example
 
 
@@ -103,8 +110,14 @@ def TextToExample(  # pylint: disable=invalid-name
         | "CollectBadRows" >> beam.combiners.ToList()
         | "CheckBadRowBudget" >> beam.Map(_check_budget, cfg["max_bad_rows"], pattern)
     )
+    # An empty split fails here rather than as a shapeless error in a later component.
+    example_count = (
+        parsed["examples"]
+        | "CountExamples" >> beam.combiners.Count.Globally()
+        | "CheckNotEmpty" >> beam.Map(_check_not_empty, pattern)
+    )
     return parsed["examples"] | "AfterBudgetCheck" >> beam.Map(
-        _pass_through, beam.pvalue.AsSingleton(bad_row_count))
+        _pass_through, beam.pvalue.AsSingleton(bad_row_count), beam.pvalue.AsSingleton(example_count))
 
 
 class Executor(BaseExampleGenExecutor):
