@@ -1,0 +1,142 @@
+"""TFMA eval config: metrics, thresholds, slices, and metric values on an exported model."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import module_helpers
+from components import evaluation
+from pipeline.config import ConfigError
+
+
+def _config(handle="/backbone", labels=("neg", "pos"), **evaluation_args):
+    config = module_helpers.make_config(handle, labels=labels)
+    for key, value in evaluation_args.items():
+        setattr(config.evaluation, key, value)
+    return config
+
+
+def _metrics(eval_config):
+    return {(metric.class_name, tuple(spec.binarize.class_ids.values)): metric
+            for spec in eval_config.metrics_specs for metric in spec.metrics}
+
+
+def test_model_spec_uses_transform_features():
+    model_spec = evaluation.build_eval_config(_config()).model_specs[0]
+    assert model_spec.signature_name == "serving_default"
+    assert model_spec.label_key == "label_id"
+    assert model_spec.prediction_key == "probabilities"
+    assert list(model_spec.preprocessing_function_names) == ["transform_features"]
+
+
+def test_thresholds_from_config():
+    eval_config = evaluation.build_eval_config(
+        _config(accuracy_lower_bound=0.8, auc_lower_bound=0.85, max_accuracy_drop=0.01))
+    metrics = _metrics(eval_config)
+    assert set(metrics) == {("ExampleCount", ()), ("SparseCategoricalAccuracy", ()),
+                            ("AUC", (1,))}
+
+    accuracy = metrics[("SparseCategoricalAccuracy", ())].threshold
+    assert accuracy.value_threshold.lower_bound.value == pytest.approx(0.8)
+    assert accuracy.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    assert accuracy.change_threshold.absolute.value == pytest.approx(-0.01)
+    auc = metrics[("AUC", (1,))].threshold
+    assert auc.value_threshold.lower_bound.value == pytest.approx(0.85)
+    assert not auc.HasField("change_threshold")
+    assert not metrics[("ExampleCount", ())].HasField("threshold")
+
+
+def test_no_drop_means_no_change_threshold():
+    eval_config = evaluation.build_eval_config(_config(accuracy_lower_bound=0.7))
+    accuracy = _metrics(eval_config)[("SparseCategoricalAccuracy", ())].threshold
+    assert accuracy.value_threshold.lower_bound.value == pytest.approx(0.7)
+    assert not accuracy.HasField("change_threshold")
+
+
+def test_slices_overall_and_columns():
+    eval_config = evaluation.build_eval_config(_config(slices=["genre", "source"]))
+    keys = [list(spec.feature_keys) for spec in eval_config.slicing_specs]
+    assert keys == [[], ["genre"], ["source"]]
+
+
+@pytest.mark.parametrize("has_baseline", [False, True])
+def test_valid_with_and_without_baseline(has_baseline):
+    eval_config = evaluation.build_eval_config(_config(max_accuracy_drop=0.02))
+    updated = tfma.utils.update_eval_config_with_defaults(
+        eval_config, has_baseline=has_baseline, rubber_stamp=True)
+    tfma.utils.verify_eval_config(updated)
+    baselines = [spec.is_baseline for spec in updated.model_specs]
+    assert baselines == ([False, True] if has_baseline else [False])
+
+
+def test_auc_bound_needs_labels():
+    with pytest.raises(ConfigError, match="auc_lower_bound needs data.labels"):
+        evaluation.build_eval_config(_config(labels=None, auc_lower_bound=0.8))
+    without_auc = evaluation.build_eval_config(_config(labels=None, auc_lower_bound=None))
+    assert ("AUC", (1,)) not in _metrics(without_auc)
+
+
+def test_multiclass_auc_is_macro_averaged():
+    eval_config = evaluation.build_eval_config(_config(labels=("a", "b", "c")))
+    auc_spec = eval_config.metrics_specs[1]
+    assert list(auc_spec.binarize.class_ids.values) == [0, 1, 2]
+    assert auc_spec.aggregate.macro_average
+
+
+def _binary_auc(labels, scores):
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    positives = scores[labels == 1]
+    negatives = scores[labels == 0]
+    greater = (positives[:, None] > negatives[None, :]).sum()
+    ties = (positives[:, None] == negatives[None, :]).sum()
+    return (greater + 0.5 * ties) / (len(positives) * len(negatives))
+
+
+def test_metric_values_match_predictions(tiny_backbone, tmp_path):
+    rows = module_helpers.sentiment_rows(24)
+    config, _, serving_dir, _ = module_helpers.train_tiny_classifier(
+        tiny_backbone.path, str(tmp_path / "model"), rows, batch_size=4,
+        phases=[{"train": "head", "steps": 10}, {"train": "all", "steps": 40}],
+        learning_rate=3e-3, head_learning_rate=1e-2, warmup_fraction=0.0)
+    # Held-out rows whose words mix both classes, so the model is not perfect on them.
+    texts = ["good movie", "bad movie", "good bad movie", "bad good so", "so so", "movie good",
+             "bad", "good so so", "movie", "bad bad good", "good good bad", "so bad"]
+    labels = ["pos", "neg", "pos", "neg", "pos", "pos", "neg", "pos", "neg", "neg", "pos", "neg"]
+    data_path = str(tmp_path / "eval.tfrecord")
+    with tf.io.TFRecordWriter(data_path) as writer:
+        for text, label in zip(texts, labels):
+            feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+                       for name, value in (("text", text), ("label", label))}
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=feature)).SerializeToString())
+
+    eval_config = evaluation.build_eval_config(config)
+    result = tfma.run_model_analysis(
+        eval_shared_model=tfma.default_eval_shared_model(serving_dir, eval_config=eval_config),
+        eval_config=eval_config,
+        data_location=data_path,
+        output_path=str(tmp_path / "tfma"),
+        pipeline_options=PipelineOptions(runner="DirectRunner",
+                                         direct_running_mode="in_memory"),
+    )
+    overall = dict(result.slicing_metrics)[()][""][""]
+
+    predict = tf.saved_model.load(serving_dir).signatures["predict_text"]
+    probabilities = predict(text=tf.constant(texts))["probabilities"].numpy()
+    label_ids = np.array([0 if label == "neg" else 1 for label in labels])
+    expected_accuracy = float((probabilities.argmax(axis=1) == label_ids).mean())
+    expected_auc = _binary_auc(label_ids, probabilities[:, 1])
+
+    assert overall["example_count"]["doubleValue"] == len(texts)
+    assert overall["accuracy"]["doubleValue"] == pytest.approx(expected_accuracy)
+    auc = [value for key, value in dict(result.slicing_metrics)[()][""].items()
+           if key == "classId:1"][0]["auc"]["doubleValue"]
+    # TFMA's AUC buckets scores into 10,000 thresholds, so it is close to the exact value
+    # only when the scores are spread out.
+    assert probabilities[:, 1].max() - probabilities[:, 1].min() > 0.01
+    assert auc == pytest.approx(expected_auc, abs=2e-3)
+    assert os.path.isdir(str(tmp_path / "tfma"))
