@@ -29,6 +29,7 @@ flags.DEFINE_string("work_dir", "outputs/bench_sst2", "Folder for transform outp
 flags.DEFINE_integer("train_rows", 0, "Use only the first N training rows (0: all).")
 flags.DEFINE_integer("timing_steps", 10, "Steps per step-time measurement.")
 flags.DEFINE_multi_string("set", [], "Config overrides, e.g. training.batch_size=16.")
+flags.DEFINE_bool("timing_only", False, "Measure step times only; skip training to the end.")
 
 
 def read_tsv(path: str, limit: int = 0) -> list:
@@ -39,8 +40,8 @@ def read_tsv(path: str, limit: int = 0) -> list:
     return rows[:limit] if limit else rows
 
 
-def time_steps(config, transform_dir: str, files, trim: bool, steps: int) -> float:
-    """Return seconds per `all`-phase train step on batches of the real data."""
+def time_steps(config, files, phase: str, trim: bool, steps: int, summary_dir: str) -> float:
+    """Return seconds per train step of a `phase` (head, top: N, all) on the real data."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     from components import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
@@ -48,18 +49,19 @@ def time_steps(config, transform_dir: str, files, trim: bool, steps: int) -> flo
     from components.backbone.loading import resolve_backbone  # pylint: disable=import-outside-toplevel
     from components.model import Classifier  # pylint: disable=import-outside-toplevel
     from components.optimization import GroupedAdamW  # pylint: disable=import-outside-toplevel
-    from components.training_loop import Trainer  # pylint: disable=import-outside-toplevel
+    from components.training_loop import PhasedTrainer  # pylint: disable=import-outside-toplevel
     from pipeline.config import PhaseConfig  # pylint: disable=import-outside-toplevel
 
     training = config.training
     backbone = resolve_backbone(config.backbone.handle)
     classifier = Classifier(backbone.path, 2, training.dropout, training.seed)
-    phases = freeze.plan_phases([PhaseConfig("all", steps + 1)], classifier.backbone_variables,
+    phases = freeze.plan_phases([PhaseConfig(phase, steps + 1)], classifier.backbone_variables,
                                 classifier.head_variables, backbone.num_layers)
     step_var = tf.Variable(0, dtype=tf.int64)
     optimizer = GroupedAdamW(training, steps + 1, backbone.num_layers, step_var)
     optimizer.build(freeze.tagged_variables(phases, classifier.backbone_variables))
-    trainer = Trainer(classifier, optimizer, step_var, training.clip_norm, "/tmp/unused_bench")
+    trainer = PhasedTrainer(classifier, optimizer, step_var, training.clip_norm,
+                            summary_dir)
     train_step = trainer.make_train_step(phases[0])
     if trim:
         batches = iter(dataset_lib.train_dataset(files, training.batch_size,
@@ -99,11 +101,15 @@ def main(argv):
     logging.info("Transform took %.0f s.", time.monotonic() - started)
 
     train_files = [os.path.join(train_dir, "transformed", "part*")]
-    for trim in (False, True):
-        seconds = time_steps(config, transform_dir, train_files, trim, FLAGS.timing_steps)
-        print(f"all-layers step, batch {config.training.batch_size}, "
-              f"{'trimmed+bucketed' if trim else f'padded to {config.backbone.max_seq_length}'}: "
-              f"{seconds:.3f} s", flush=True)
+    for phase, trim in (("all", False), ("all", True), ("top: 2", True), ("head", True)):
+        seconds = time_steps(config, train_files, phase, trim, FLAGS.timing_steps,
+                             os.path.join(FLAGS.work_dir, "timing_summaries"))
+        batches = ("trimmed+bucketed" if trim
+                   else f"padded to {config.backbone.max_seq_length}")
+        print(f"{phase} step, batch {config.training.batch_size}, {batches}: {seconds:.3f} s",
+              flush=True)
+    if FLAGS.timing_only:
+        return
 
     started = time.monotonic()
     history = trainer.train_and_export(

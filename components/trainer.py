@@ -20,7 +20,7 @@ from components import freeze
 from components.backbone.loading import resolve_backbone
 from components.model import Classifier, ServingModule, export_serving_model, label_vocabulary
 from components.optimization import GroupedAdamW
-from components.training_loop import History, Trainer, logging_interval
+from components.training_loop import History, PhasedTrainer, logging_interval
 from pipeline.config import PipelineConfig, config_from_dict
 
 HISTORY_FILE = "history.json"
@@ -52,7 +52,7 @@ def train_and_export(config: PipelineConfig, transform_output_dir: str, train_fi
     logging.info("Training %d classes %s for %d steps; peak learning rates by group: %s.",
                  len(labels), labels, total_steps, peaks)
 
-    trainer = Trainer(classifier, optimizer, global_step, training.clip_norm, model_run_dir)
+    trainer = PhasedTrainer(classifier, optimizer, global_step, training.clip_norm, model_run_dir)
     batches = iter(dataset_lib.train_dataset(train_files, training.batch_size,
                                              config.backbone.max_seq_length, training.seed))
     history = History()

@@ -36,7 +36,7 @@ def logging_interval(total_steps: int) -> int:
     return max(1, min(50, total_steps // 50))
 
 
-class Trainer:
+class PhasedTrainer:
     """Train a `Classifier` phase by phase; only the current phase's variables change."""
 
     def __init__(self, classifier: Classifier, optimizer: GroupedAdamW, global_step: tf.Variable,

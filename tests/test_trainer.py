@@ -15,7 +15,7 @@ from components import dataset as dataset_lib
 from components import freeze, optimization, trainer
 from components.backbone.loading import resolve_backbone
 from components.model import Classifier
-from components.training_loop import History, Trainer
+from components.training_loop import History, PhasedTrainer
 from pipeline.config import PhaseConfig
 
 
@@ -54,7 +54,7 @@ def _run_phases(config, files, tmp_path, phase_configs):
     optimizer = optimization.GroupedAdamW(config.training, phases[-1].end_step,
                                           backbone.num_layers, step)
     optimizer.build(freeze.tagged_variables(phases, classifier.backbone_variables))
-    loop = Trainer(classifier, optimizer, step, config.training.clip_norm, str(tmp_path))
+    loop = PhasedTrainer(classifier, optimizer, step, config.training.clip_norm, str(tmp_path))
     batches = iter(dataset_lib.train_dataset(files, 4, config.backbone.max_seq_length, 0))
     everything = classifier.backbone_variables + classifier.head_variables
     snapshots = [_snapshot(everything)]
