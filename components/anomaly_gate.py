@@ -143,7 +143,7 @@ def _anomaly_count(
     schema: schema_pb2.Schema,
     statistics: Optional[statistics_pb2.DatasetFeatureStatisticsList],
 ) -> Optional[int]:
-    """Count the examples behind one anomaly from the split's statistics, where they tell."""
+    """Count the examples behind one anomaly from the split's statistics, or return None."""
     if statistics is None:
         return None
     reasons = {anomalies_pb2.AnomalyInfo.Type.Name(reason.type) for reason in info.reason}
@@ -189,9 +189,9 @@ def anomaly_problems(
 def empty_text_problems(split: str, statistics: statistics_pb2.DatasetFeatureStatisticsList) -> list[Problem]:
     """Report empty or whitespace-only values of the text features in one split's statistics.
 
-    NOTE: only values that TFDV ranks are seen; with more than 1,000 distinct texts more
-    frequent than the empty one, a single empty text is missed. TextExampleGen rejects empty
-    texts when it reads them, so this guards examples from other sources.
+    NOTE: this sees only the values in TFDV's rank histogram (the 1,000 most frequent by
+    default), so a rare empty text in a large split can be missed. TextExampleGen already
+    rejects empty texts, so this check guards examples that come from other sources.
     """
     problems = []
     for name in (features.TEXT, features.TEXT_PAIR):

@@ -104,3 +104,12 @@ def test_empty_file_beside_data_is_fine(tmp_path):
     (tmp_path / "a.csv").write_bytes(b"")
     (tmp_path / "b.csv").write_bytes(b"review,label\nkept,1\n")
     _run_transform(tmp_path, "*.csv", CONFIG, equal_to([{"text": b"kept", "label": b"1"}]))
+
+
+def test_empty_texts_over_budget_fail(tmp_path):
+    # Within the budget empty texts are dropped; the first one over it stops the run, named by
+    # file and line, before any example is written.
+    (tmp_path / "in.csv").write_bytes(b'review,label\nfine,1\n"",0\n  ,1\n"",0\n')
+    with pytest.raises(Exception, match=r"in\.csv:5: empty text"):
+        _run_transform(tmp_path, "in.csv", {**CONFIG, "max_bad_rows": 2}, equal_to([]))
+    _run_transform(tmp_path, "in.csv", {**CONFIG, "max_bad_rows": 3}, equal_to([{"text": b"fine", "label": b"1"}]))
