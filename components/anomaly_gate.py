@@ -7,6 +7,8 @@ line per problem, naming the split, the feature, the anomaly and the number of e
 
 - every anomaly ExampleValidator found against the schema (a missing text, a label outside
   the schema's string domain, ...);
+- label values outside the config's `data.labels`, when it is set and the schema has not
+  reported them already (an inferred schema knows only the labels of the first span);
 - empty text values, read from the statistics;
 - label drift: the L-infinity distance between the train-split label distributions of this
   span and of the last span that passed this gate, above `label_drift_max`, checked by
@@ -44,6 +46,7 @@ SCHEMA_KEY = "schema"
 PREVIOUS_KEY = "previous_statistics"
 VALIDATED_KEY = "validated_statistics"
 LABEL_DRIFT_MAX_KEY = "label_drift_max"
+LABELS_KEY = "labels"
 REPORT_FILE = "report.json"
 # Files that TFX 1.16 components write inside each `Split-<name>` folder.
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -186,6 +189,18 @@ def anomaly_problems(
     return problems
 
 
+def unknown_label_problems(
+    split: str, statistics: statistics_pb2.DatasetFeatureStatisticsList, labels: list[str]
+) -> list[Problem]:
+    """Report label values outside the configured label set `labels` (the config's data.labels)."""
+    unknown = {value: count for value, count in value_counts(statistics, features.LABEL).items() if value not in labels}
+    if not unknown:
+        return []
+    first_values = ", ".join(f"{value!r}: {count}" for value, count in sorted(unknown.items())[:10])
+    return [Problem(split, features.LABEL, "label not in data.labels", sum(unknown.values()),
+                    f"values {first_values} are not in {labels}; fix the data or add the labels to data.labels")]
+
+
 def empty_text_problems(split: str, statistics: statistics_pb2.DatasetFeatureStatisticsList) -> list[Problem]:
     """Report empty or whitespace-only values of the text features in one split's statistics.
 
@@ -276,7 +291,11 @@ def _load_statistics(artifact_: artifact.Artifact, split: str) -> statistics_pb2
 class AnomalyGateSpec(ComponentSpec):
     """Anomalies, statistics and schema of this span, the last validated statistics, the drift bound."""
 
-    PARAMETERS = {LABEL_DRIFT_MAX_KEY: ExecutionParameter(type=float, optional=True)}
+    PARAMETERS = {
+        LABEL_DRIFT_MAX_KEY: ExecutionParameter(type=float, optional=True),
+        # JSON list of the configured labels; unset when data.labels is.
+        LABELS_KEY: ExecutionParameter(type=str, optional=True),
+    }
     INPUTS = {
         ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
         STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
@@ -298,14 +317,21 @@ class Executor(base_executor.BaseExecutor):
         examples = input_dict.get(EXAMPLES_KEY) or []
         span = span_of(examples[0]) if examples else span_of(statistics)
 
+        labels = json.loads(exec_properties[LABELS_KEY]) if exec_properties.get(LABELS_KEY) else None
         problems = []
         splits = artifact_utils.decode_split_names(statistics.split_names)
         for split in splits:
             split_stats = _load_statistics(statistics, split)
             split_anomalies = anomalies_pb2.Anomalies.FromString(
                 io_utils.read_bytes_file(_split_file(anomalies, split, ANOMALIES_FILE)))
-            problems += anomaly_problems(split, split_anomalies, schema, split_stats)
-            problems += empty_text_problems(split, split_stats)
+            split_problems = anomaly_problems(split, split_anomalies, schema, split_stats)
+            # With a schema whose label domain is data.labels, ExampleValidator already reported them.
+            schema_reported = any(
+                problem.feature == features.LABEL and "UNEXPECTED_STRING_VALUES" in problem.anomaly
+                for problem in split_problems)
+            if labels is not None and not schema_reported:
+                split_problems += unknown_label_problems(split, split_stats, labels)
+            problems += split_problems + empty_text_problems(split, split_stats)
 
         threshold = exec_properties.get(LABEL_DRIFT_MAX_KEY)
         previous = input_dict.get(PREVIOUS_KEY) or []
@@ -358,6 +384,7 @@ class AnomalyGate(base_component.BaseComponent):
         examples: Optional[types.BaseChannel] = None,
         previous_statistics: Optional[types.BaseChannel] = None,
         label_drift_max: Optional[float] = None,
+        labels: Optional[list[str]] = None,
     ):
         super().__init__(
             spec=AnomalyGateSpec(
@@ -367,6 +394,7 @@ class AnomalyGate(base_component.BaseComponent):
                 examples=examples,
                 previous_statistics=previous_statistics,
                 label_drift_max=label_drift_max,
+                labels=json.dumps(labels) if labels is not None else None,
                 validated_statistics=types.Channel(type=ValidatedStatistics),
             )
         )

@@ -60,6 +60,7 @@ def data_check_components(
         examples=examples,
         previous_statistics=previous,
         label_drift_max=validation.label_drift_max,
+        labels=config.data.labels,
     ).with_id(anomaly_gate.COMPONENT_ID)
     text_gate = TextStatisticsGate(
         examples=examples,

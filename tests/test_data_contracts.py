@@ -142,10 +142,11 @@ def _gate_inputs(tmp_path, schema, rows: list, span: int) -> dict:
     return {"anomalies": [anomalies], "statistics": [statistics], "schema": [schema_artifact]}
 
 
-def _run_gate(tmp_path, inputs: dict, span: int) -> ValidatedStatistics:
+def _run_gate(tmp_path, inputs: dict, span: int, labels=None) -> ValidatedStatistics:
     output = ValidatedStatistics()
     output.uri = str(tmp_path / f"validated{span}")
-    anomaly_gate.Executor().Do(inputs, {"validated_statistics": [output]}, {"label_drift_max": 0.2})
+    properties = {"label_drift_max": 0.2, "labels": json.dumps(labels) if labels else None}
+    anomaly_gate.Executor().Do(inputs, {"validated_statistics": [output]}, properties)
     return output
 
 
@@ -171,6 +172,28 @@ def test_gate_executor_publishes_then_rejects_drift(tmp_path, schema):
 def test_gate_executor_without_previous_span_skips_drift(tmp_path, schema):
     output = _run_gate(tmp_path, _gate_inputs(tmp_path, schema, _with_labels(0.9), span=3), span=3)
     assert output.get_int_custom_property("span") == 3
+
+
+def test_unknown_labels_against_config():
+    rows = BALANCED + [("odd", "2")] * 2 + [("odd", "neutral")]
+    statistics = _statistics(rows)
+    # A schema inferred from this very span accepts every label it contains.
+    inferred = tfdv.infer_schema(statistics)
+    assert tfdv.validate_statistics(statistics, inferred).anomaly_info == {}
+    (problem,) = anomaly_gate.unknown_label_problems("eval", statistics, ["0", "1"])
+    assert (problem.split, problem.feature, problem.count) == ("eval", "label", 3)
+    assert "values '2': 2, 'neutral': 1 are not in ['0', '1']" in problem.detail
+    assert anomaly_gate.unknown_label_problems("eval", statistics, ["0", "1", "2", "neutral"]) == []
+
+
+def test_gate_executor_reports_unknown_label_once(tmp_path, schema):
+    inputs = _gate_inputs(tmp_path, schema, BALANCED + [("odd", "2")], span=4)
+    with pytest.raises(DataValidationError) as caught:
+        _run_gate(tmp_path, inputs, span=4, labels=["0", "1"])
+    message = str(caught.value)
+    assert message.startswith("data validation failed in span 4: 1 problem(s)")
+    assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in message
+    assert "label not in data.labels" not in message
 
 
 # Text statistics on a hand-written vocabulary, so every count is known.
