@@ -92,7 +92,10 @@ class Problem:
     detail: str
 
     def __str__(self) -> str:
-        count = "count unknown" if self.count is None else f"{self.count} examples"
+        if self.count is None:
+            count = "count unknown"
+        else:
+            count = f"{self.count} example" if self.count == 1 else f"{self.count} examples"
         return f"split {self.split}: feature {self.feature!r}: {self.anomaly} ({count}): {self.detail}"
 
 

@@ -105,8 +105,8 @@ def test_format_problems_summary(schema):
     lines = message.splitlines()
     assert lines[0] == "data validation failed in span 7: 2 problem(s); nothing was trained or pushed"
     assert lines[1].startswith("  - split train: feature 'label': ")
-    assert "(1 examples)" in lines[1]
-    assert lines[2].startswith("  - split train: feature 'text': empty text (1 examples)")
+    assert "(1 example)" in lines[1]
+    assert lines[2].startswith("  - split train: feature 'text': empty text (1 example)")
 
 
 def test_schema_file_contract(schema):

@@ -24,6 +24,8 @@ EVAL_ROWS = 40
 UNKNOWN_LABELS = {"2": 3, "positive": 2}
 DRIFTED_POSITIVE_SHARE = 0.9
 DRIFT_MAX = 0.2
+# The three pipeline runs take about 90 s together on 2 cores.
+pytestmark = pytest.mark.slow
 
 
 def _read_rows(path: str) -> tuple[list, list]:
