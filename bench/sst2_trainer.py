@@ -46,14 +46,14 @@ def time_steps(config, files, phase: str, trim: bool, steps: int, summary_dir: s
 
     from components import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
     from components import freeze  # pylint: disable=import-outside-toplevel
-    from components.backbone.loading import resolve_backbone  # pylint: disable=import-outside-toplevel
+    from components.backbone import loading  # pylint: disable=import-outside-toplevel
     from components.model import Classifier  # pylint: disable=import-outside-toplevel
     from components.optimization import GroupedAdamW  # pylint: disable=import-outside-toplevel
     from components.training_loop import PhasedTrainer  # pylint: disable=import-outside-toplevel
     from pipeline.config import PhaseConfig  # pylint: disable=import-outside-toplevel
 
     training = config.training
-    backbone = resolve_backbone(config.backbone.handle)
+    backbone = loading.resolve_backbone(config.backbone.handle)
     classifier = Classifier(backbone.path, 2, training.dropout, training.seed)
     phases = freeze.plan_phases([PhaseConfig(phase, steps + 1)], classifier.backbone_variables,
                                 classifier.head_variables, backbone.num_layers)

@@ -1,7 +1,7 @@
 """Freeze schedule: which variables each configured phase trains.
 
 `hub.KerasLayer` can only make the whole backbone trainable or frozen, so a phase is the
-list of variables its train step differentiates and updates; every other variable stays
+list of variables its train step differentiates and updates. Every other variable stays
 bit-identical during that phase.
 """
 
@@ -55,7 +55,7 @@ def plan_phases(phases: Sequence[PhaseConfig], backbone_variables: Sequence[tf.V
     """Return the phases with the variables each trains.
 
     Raises:
-      ValueError: a `top: N` phase asks for more layers than the backbone has, or the
+      ValueError: a `top: N` phase requests more layers than the backbone has, or the
         backbone variables do not follow the `transformer/layer_N/...` naming.
     """
     tagged_backbone = [(variable, variable_group(variable.name, True))

@@ -18,7 +18,7 @@ class Classifier(tf.Module):
     """A TF Hub BERT encoder with a dropout + dense classification head over `pooled_output`.
 
     Call it with a dict of int [batch, seq] `input_word_ids`, `input_mask` and
-    `input_type_ids` of any sequence length up to the backbone's maximum; it returns
+    `input_type_ids` of any sequence length up to the backbone's maximum. It returns
     logits [batch, num_classes].
     """
 

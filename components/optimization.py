@@ -71,7 +71,7 @@ def variable_group(variable_name: str, backbone_variable: bool) -> str:
 def learning_rate_scale(group: str, num_layers: int, layer_lr_decay: float) -> float:
     """Return the factor on the backbone learning rate for a variable group.
 
-    The pooler and the top encoder layer get the full rate; each lower layer gets the rate
+    The pooler and the top encoder layer get the full rate. Each lower layer gets the rate
     of the layer above times `layer_lr_decay`, and the embeddings one step below layer 0.
     """
     if group in (HEAD_GROUP, "pooler"):

@@ -18,8 +18,8 @@ from components.optimization import GroupedAdamW
 
 @dataclasses.dataclass
 class History:
-    """What a run did: per logging interval loss, accuracy and learning rate; per phase
-    its step range, trained variable groups and mean step time."""
+    """Record of a run: loss, accuracy and learning rate per logging interval, and the step
+    range, trained variable groups and mean step time of each phase."""
 
     log: List[Dict] = dataclasses.field(default_factory=list)
     phases: List[Dict] = dataclasses.field(default_factory=list)
@@ -52,7 +52,7 @@ class PhasedTrainer:
         """Return a train step traced for any batch size and sequence length.
 
         The gradient covers only `phase.variables`, so TensorFlow prunes the backward pass
-        below the lowest trainable layer; with a frozen backbone the encoder runs outside
+        below the lowest trainable layer. With a frozen backbone the encoder runs outside
         the tape altogether.
         """
         classifier = self._classifier

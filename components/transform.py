@@ -47,7 +47,8 @@ class WordPieceEncoder:
             self._table, token_out_type=tf.int64, lower_case=lower_case
         )
 
-    def encode(self, text: tf.Tensor, text_pair: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+    def encode(self, text: tf.Tensor,
+               text_pair: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
         """Return int64 [batch, max_seq_length] word ids, mask and type ids for string [batch]."""
         segments = [self._tokenizer.tokenize(text).merge_dims(1, 2)]
         if text_pair is not None:
@@ -105,8 +106,8 @@ def label_ids(labels: tf.Tensor, label_vocabulary: Optional[List[str]]) -> tf.Te
     With `label_vocabulary` (the config's `data.labels`) the ids follow that list, and a
     non-empty label outside it fails the run. Without it, `tft.vocabulary` computes the
     vocabulary from the analyzed data, most frequent label first (TFT breaks ties
-    by the label bytes, so the order is deterministic); a label outside it, which only data that
-    was not analyzed can contain, gets id -1, which the Trainer rejects for both splits.
+    by the label bytes, so the order is deterministic). A label outside it can only come
+    from data that was not analyzed; it gets id -1, which the Trainer rejects.
     A row without a label ("", also what TFT feeds for a feature missing at serving time)
     gets id -1 too.
     """
@@ -118,7 +119,8 @@ def label_ids(labels: tf.Tensor, label_vocabulary: Optional[List[str]]) -> tf.Te
         )
     known = tf.constant(label_vocabulary)
     matches = tf.equal(labels[:, tf.newaxis], known[tf.newaxis, :])
-    ids = tf.where(tf.reduce_any(matches, axis=1), tf.argmax(tf.cast(matches, tf.int64), axis=1), -1)
+    positions = tf.argmax(tf.cast(matches, tf.int64), axis=1)
+    ids = tf.where(tf.reduce_any(matches, axis=1), positions, -1)
     check = tf.debugging.Assert(
         tf.reduce_all((ids >= 0) | tf.equal(labels, "")),
         [f"a label is not one of {', '.join(label_vocabulary)}; fix the data or list every label "
@@ -158,5 +160,6 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict) -> Dict[
             )
         text_pair = dense_strings(inputs[features.TEXT_PAIR])
     outputs = encoder.encode(dense_strings(inputs[features.TEXT]), text_pair)
-    outputs[features.LABEL_ID] = label_ids(dense_strings(inputs[features.LABEL]), config.data.labels)
+    labels = dense_strings(inputs[features.LABEL])
+    outputs[features.LABEL_ID] = label_ids(labels, config.data.labels)
     return outputs

@@ -33,16 +33,18 @@ def make_config(handle: str, *, text_pair: bool = False, labels: Optional[list] 
     return config_from_dict(raw)
 
 
-def raw_feature_spec(text_pair: bool = False) -> Dict[str, tf.io.VarLenFeature]:
-    """Raw features as SchemaGen infers them without shapes: variable-length bytes."""
-    spec = {"text": tf.io.VarLenFeature(tf.string), "label": tf.io.VarLenFeature(tf.string)}
-    if text_pair:
-        spec["text_pair"] = tf.io.VarLenFeature(tf.string)
-    return spec
+def raw_feature_spec(text_pair: bool = False, fixed_shape: bool = False) -> Dict:
+    """Raw bytes features: variable-length, as SchemaGen infers them without shapes, or
+    of shape [1], as with `infer_feature_shape=True` or a curated schema."""
+    names = ["text", "label"] + (["text_pair"] if text_pair else [])
+    if fixed_shape:
+        return {name: tf.io.FixedLenFeature([1], tf.string) for name in names}
+    return {name: tf.io.VarLenFeature(tf.string) for name in names}
 
 
 def analyze_and_transform(config: PipelineConfig, rows: List[Dict], work_dir: str,
-                          text_pair: bool = False, read_back: bool = True) -> Tuple[List[Dict], str]:
+                          text_pair: bool = False, read_back: bool = True,
+                          fixed_shape: bool = False) -> Tuple[List[Dict], str]:
     """Analyze and transform `rows` (dicts of lists of bytes) with the in-memory runner.
 
     Returns the transformed rows (unless `read_back` is False) as dicts of NumPy arrays, in
@@ -51,7 +53,7 @@ def analyze_and_transform(config: PipelineConfig, rows: List[Dict], work_dir: st
     GZIP TFRecords to `work_dir/transformed/part*`, as TFX Transform writes them.
     """
     metadata = dataset_metadata.DatasetMetadata(
-        schema_utils.schema_from_feature_spec(raw_feature_spec(text_pair)))
+        schema_utils.schema_from_feature_spec(raw_feature_spec(text_pair, fixed_shape)))
     output_dir = os.path.join(work_dir, "transform_output")
     transformed_prefix = os.path.join(work_dir, "transformed", "part")
     preprocessing_fn = functools.partial(
@@ -92,7 +94,8 @@ def sentiment_rows(count: int) -> List[Dict]:
     return rows
 
 
-def train_tiny_classifier(handle: str, work_dir: str, rows: List[Dict], **config_args):
+def train_tiny_classifier(handle: str, work_dir: str, rows: List[Dict],
+                          fixed_shape: bool = False, **config_args):
     """Transform `rows` and train and export a classifier on them.
 
     Returns (config, transform output dir, serving model dir, history).
@@ -102,7 +105,7 @@ def train_tiny_classifier(handle: str, work_dir: str, rows: List[Dict], **config
     config = make_config(handle, **config_args)
     _, transform_dir = analyze_and_transform(config, rows, work_dir,
                                              text_pair=config.data.columns.text_pair is not None,
-                                             read_back=False)
+                                             read_back=False, fixed_shape=fixed_shape)
     files = [os.path.join(work_dir, "transformed", "part*")]
     serving_dir = os.path.join(work_dir, "serving")
     history = trainer.train_and_export(config, transform_dir, files, files, serving_dir,

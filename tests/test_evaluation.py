@@ -1,6 +1,6 @@
 """TFMA eval config: metrics, thresholds, slices, and metric values on an exported model."""
 
-import os
+import copy
 
 import numpy as np
 import pytest
@@ -96,47 +96,76 @@ def _binary_auc(labels, scores):
     return (greater + 0.5 * ties) / (len(positives) * len(negatives))
 
 
-def test_metric_values_match_predictions(tiny_backbone, tmp_path):
-    rows = module_helpers.sentiment_rows(24)
+# Held-out rows whose words mix both classes. "movie" appears with both labels, so no model
+# scores 1.0 accuracy on them.
+EVAL_TEXTS = ["good movie", "bad movie", "good bad movie", "bad good so", "movie", "movie good",
+              "bad", "good so so", "movie", "bad bad good", "good good bad", "so bad"]
+EVAL_LABELS = ["pos", "neg", "pos", "neg", "pos", "pos", "neg", "pos", "neg", "neg", "pos", "neg"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_backbone, tmp_path_factory):
+    """A model trained on the toy task, and eval tf.Examples: (config, model dir, data path)."""
+    work_dir = tmp_path_factory.mktemp("evaluation")
     config, _, serving_dir, _ = module_helpers.train_tiny_classifier(
-        tiny_backbone.path, str(tmp_path / "model"), rows, batch_size=4,
-        phases=[{"train": "head", "steps": 10}, {"train": "all", "steps": 40}],
+        tiny_backbone.path, str(work_dir / "model"), module_helpers.sentiment_rows(24),
+        batch_size=4, phases=[{"train": "head", "steps": 10}, {"train": "all", "steps": 40}],
         learning_rate=3e-3, head_learning_rate=1e-2, warmup_fraction=0.0)
-    # Held-out rows whose words mix both classes, so the model is not perfect on them.
-    texts = ["good movie", "bad movie", "good bad movie", "bad good so", "so so", "movie good",
-             "bad", "good so so", "movie", "bad bad good", "good good bad", "so bad"]
-    labels = ["pos", "neg", "pos", "neg", "pos", "pos", "neg", "pos", "neg", "neg", "pos", "neg"]
-    data_path = str(tmp_path / "eval.tfrecord")
+    data_path = str(work_dir / "eval.tfrecord")
     with tf.io.TFRecordWriter(data_path) as writer:
-        for text, label in zip(texts, labels):
+        for text, label in zip(EVAL_TEXTS, EVAL_LABELS):
             feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
                        for name, value in (("text", text), ("label", label))}
             writer.write(tf.train.Example(
                 features=tf.train.Features(feature=feature)).SerializeToString())
+    return config, serving_dir, data_path
 
-    eval_config = evaluation.build_eval_config(config)
-    result = tfma.run_model_analysis(
-        eval_shared_model=tfma.default_eval_shared_model(serving_dir, eval_config=eval_config),
+
+def _analyze(eval_config, serving_dir, data_path, output_path):
+    models = [tfma.default_eval_shared_model(serving_dir, model_name=spec.name,
+                                             eval_config=eval_config)
+              for spec in eval_config.model_specs]
+    return tfma.run_model_analysis(
+        eval_shared_model=models if len(models) > 1 else models[0],
         eval_config=eval_config,
         data_location=data_path,
-        output_path=str(tmp_path / "tfma"),
+        output_path=output_path,
         pipeline_options=PipelineOptions(runner="DirectRunner",
                                          direct_running_mode="in_memory"),
     )
-    overall = dict(result.slicing_metrics)[()][""][""]
+
+
+def test_metric_values_match_predictions(trained, tmp_path):
+    config, serving_dir, data_path = trained
+    result = _analyze(evaluation.build_eval_config(config), serving_dir, data_path,
+                      str(tmp_path))
+    overall = dict(result.slicing_metrics)[()]
 
     predict = tf.saved_model.load(serving_dir).signatures["predict_text"]
-    probabilities = predict(text=tf.constant(texts))["probabilities"].numpy()
-    label_ids = np.array([0 if label == "neg" else 1 for label in labels])
+    probabilities = predict(text=tf.constant(EVAL_TEXTS))["probabilities"].numpy()
+    label_ids = np.array([0 if label == "neg" else 1 for label in EVAL_LABELS])
     expected_accuracy = float((probabilities.argmax(axis=1) == label_ids).mean())
     expected_auc = _binary_auc(label_ids, probabilities[:, 1])
 
-    assert overall["example_count"]["doubleValue"] == len(texts)
-    assert overall["accuracy"]["doubleValue"] == pytest.approx(expected_accuracy)
-    auc = [value for key, value in dict(result.slicing_metrics)[()][""].items()
-           if key == "classId:1"][0]["auc"]["doubleValue"]
+    assert overall[""][""]["example_count"]["doubleValue"] == len(EVAL_TEXTS)
+    assert overall[""][""]["accuracy"]["doubleValue"] == pytest.approx(expected_accuracy)
     # TFMA's AUC buckets scores into 10,000 thresholds, so it is close to the exact value
     # only when the scores are spread out.
     assert probabilities[:, 1].max() - probabilities[:, 1].min() > 0.01
-    assert auc == pytest.approx(expected_auc, abs=2e-3)
-    assert os.path.isdir(str(tmp_path / "tfma"))
+    assert overall[""]["classId:1"]["auc"]["doubleValue"] == pytest.approx(expected_auc, abs=2e-3)
+
+
+@pytest.mark.parametrize("accuracy_lower_bound, blessed", [(0.0, True), (1.0, False)])
+def test_validation_with_baseline(trained, tmp_path, accuracy_lower_bound, blessed):
+    config, serving_dir, data_path = trained
+    config = copy.deepcopy(config)
+    config.evaluation.accuracy_lower_bound = accuracy_lower_bound
+    config.evaluation.auc_lower_bound = None
+    config.evaluation.max_accuracy_drop = 0.01
+    # As TFX's Evaluator does when the resolver found a blessed model: the candidate is
+    # compared with itself, so the change threshold passes and the bound decides.
+    eval_config = tfma.utils.update_eval_config_with_defaults(
+        evaluation.build_eval_config(config), has_baseline=True, rubber_stamp=True)
+    _analyze(eval_config, serving_dir, data_path, str(tmp_path))
+    validation = tfma.load_validation_result(str(tmp_path))
+    assert validation.validation_ok == blessed

@@ -33,11 +33,11 @@ def transformed(tiny_backbone, tmp_path_factory):
 def exported(tiny_backbone, tmp_path_factory):
     """A classifier trained for a few steps on every kind of phase, then exported."""
     phases = [{"train": "head", "steps": 10}, {"train": "top: 1", "steps": 5},
-              {"train": "all", "steps": 40}]
+              {"train": "all", "steps": 60}]
     return module_helpers.train_tiny_classifier(
         tiny_backbone.path, str(tmp_path_factory.mktemp("exported")),
         module_helpers.sentiment_rows(24), phases=phases, batch_size=4,
-        learning_rate=3e-3, head_learning_rate=1e-2, warmup_fraction=0.0)
+        learning_rate=1e-2, head_learning_rate=1e-2, warmup_fraction=0.0)
 
 
 def _snapshot(variables):
@@ -151,9 +151,9 @@ def test_history_records_phases(exported):
     with open(os.path.join(run_dir, trainer.HISTORY_FILE), encoding="utf-8") as history_file:
         written = json.load(history_file)
     assert [(phase["start_step"], phase["end_step"]) for phase in written["phases"]] == [
-        (0, 10), (10, 15), (15, 55)]
+        (0, 10), (10, 15), (15, 75)]
     assert written["phases"][0]["groups"] == {"head": 2}
-    assert [record["step"] for record in written["log"]] == list(range(1, 56))
+    assert [record["step"] for record in written["log"]] == list(range(1, 76))
     assert {record["phase"] for record in written["log"]} == {"0:head", "1:top:1", "2:all"}
     assert written["log"][-1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)
     assert written["evaluation"]["examples"] == 24
@@ -218,6 +218,21 @@ def test_pair_model_predicts_text_pairs(tiny_backbone, tmp_path):
     assert set(predict.structured_input_signature[1]) == {"text", "text_pair"}
     outputs = predict(text=tf.constant(["good"]), text_pair=tf.constant(["movie"]))
     assert outputs["probabilities"].shape == (1, 2)
+
+
+def test_fixed_shape_schema_serves(tiny_backbone, tmp_path):
+    _, _, serving_dir, _ = module_helpers.train_tiny_classifier(
+        tiny_backbone.path, str(tmp_path), module_helpers.sentiment_rows(8), fixed_shape=True,
+        batch_size=2)
+    loaded = tf.saved_model.load(serving_dir)
+    from_text = loaded.signatures["predict_text"](text=tf.constant(["good movie"]))
+    from_example = loaded.signatures["serving_default"](
+        examples=tf.constant([_example("good movie")]))
+    np.testing.assert_allclose(from_example["probabilities"].numpy(),
+                               from_text["probabilities"].numpy(), atol=1e-6)
+    transformed = loaded.signatures["transform_features"](
+        examples=tf.constant([_example("bad movie", "neg")]))
+    assert transformed["label_id"].numpy().tolist() == [0]
 
 
 def test_reloads_in_fresh_process(exported):
