@@ -1,6 +1,7 @@
 """Process environment that the TFX 1.16 stack needs, set before TensorFlow is imported."""
 
 import os
+import warnings
 
 
 def configure_environment() -> None:
@@ -12,3 +13,7 @@ def configure_environment() -> None:
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+    # google-api-core and google-auth warn about Python 3.11 and grpcio support dates on every
+    # import; they concern the Google client libraries, not this project's use of them.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")

@@ -7,6 +7,7 @@ status and wall time, the evaluation metrics, the blessing and the pushed model 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -26,6 +27,8 @@ DEFAULT_BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 _NODE_EVENT = re.compile(r"^(?:node|Component) (\S+) is (running|finished)\.$")
 _PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Log records from these folders are shown on the console; the rest go to run.log only.
+_PROJECT_PACKAGES = tuple(os.path.join(_PROJECT_DIR, name) + os.sep for name in ("pipeline", "components"))
 
 
 @dataclasses.dataclass
@@ -75,12 +78,70 @@ class ProgressHandler(logging.Handler):
                 seconds = record.created - self.started.get(node_id, record.created)
                 self.seconds[node_id] = seconds
                 self._write(f"[{stamp}] {node_id} finished in {seconds:.1f} s")
-        elif record.levelno >= logging.INFO and record.pathname.startswith(_PROJECT_DIR):
-            self._write(f"[{stamp}]   {message}")
+        elif record.levelno >= logging.ERROR or (
+            record.levelno >= logging.INFO and record.pathname.startswith(_PROJECT_PACKAGES)
+        ):
+            level = "" if record.levelno == logging.INFO else record.levelname + ": "
+            self._write(f"[{stamp}]   {level}{message}")
 
     def _write(self, line: str) -> None:
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+class _NotAbsl(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != "absl"
+
+
+@contextlib.contextmanager
+def _captured_logs(log_path: str, progress: ProgressHandler):
+    """Send every INFO record to `log_path` and only `progress`'s selection to the console.
+
+    TFX, the components and this project log through absl, so `progress` and the log file
+    sit on absl's logger, which keeps them even when a library replaces the root logger's
+    handlers mid-run. A second file handler on the root logger takes the other libraries'
+    records. Handlers already on the root logger and TensorFlow's own handler are raised to
+    ERROR meanwhile, so TFX, Beam and TensorFlow INFO chatter stays in the file.
+    """
+    root = logging.getLogger()
+    absl_logger = absl_logging.get_absl_logger()
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    absl_file_handler = logging.FileHandler(log_path)
+    other_file_handler = logging.FileHandler(log_path)
+    other_file_handler.addFilter(_NotAbsl())
+    for handler in (absl_file_handler, other_file_handler):
+        handler.setFormatter(formatter)
+
+    console_handlers = root.handlers + logging.getLogger("tensorflow").handlers
+    previous_handler_levels = [(handler, handler.level) for handler in console_handlers]
+    previous_root_level = root.level
+    previous_verbosity = absl_logging.get_verbosity()
+    for handler, _ in previous_handler_levels:
+        handler.setLevel(max(handler.level, logging.ERROR))
+    root.setLevel(logging.INFO)
+    # Through the absl flag, not the logger: TensorFlow's SavedModel code saves and restores
+    # the verbosity with get/set_verbosity, which would reset a level set on the logger.
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logger.propagate = False
+    logging.captureWarnings(True)
+    absl_logger.addHandler(progress)
+    absl_logger.addHandler(absl_file_handler)
+    root.addHandler(other_file_handler)
+    try:
+        yield
+    finally:
+        absl_logger.removeHandler(progress)
+        absl_logger.removeHandler(absl_file_handler)
+        root.removeHandler(other_file_handler)
+        logging.captureWarnings(False)
+        absl_logging.set_verbosity(previous_verbosity)
+        absl_logger.propagate = True
+        root.setLevel(previous_root_level)
+        for handler, level in previous_handler_levels:
+            handler.setLevel(level)
+        absl_file_handler.close()
+        other_file_handler.close()
 
 
 def resolve_data_root(config: PipelineConfig, data_mirror: Optional[str] = None) -> str:
@@ -140,31 +201,14 @@ def run(config: PipelineConfig, *, data_mirror: Optional[str] = None, stream=Non
         f"  data: {data_root}\n  output: {config.output.dir}\n  full log: {log_path}\n"
     )
     progress = ProgressHandler(stream)
-    file_handler = logging.FileHandler(log_path)
-    file_handler.setLevel(logging.INFO)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    absl_logger = absl_logging.get_absl_logger()
-    absl_handler = absl_logging.get_absl_handler()
-    previous_level, previous_handler_level = absl_logger.level, absl_handler.level
-    absl_logger.setLevel(logging.INFO)
-    # The console gets progress lines and warnings; the full INFO log goes to run.log.
-    absl_handler.setLevel(logging.WARNING)
-    for handler in (progress, file_handler):
-        absl_logger.addHandler(handler)
-
     started = time.time()
     error = None
-    try:
-        build_runner(config.runner.kind).run(pipeline)
-    except Exception as exception:  # The summary and the exit code report it; the log has the trace.
-        error = f"{type(exception).__name__}: {exception}"
-        absl_logging.exception("pipeline run failed")
-    finally:
-        for handler in (progress, file_handler):
-            absl_logger.removeHandler(handler)
-        absl_logger.setLevel(previous_level)
-        absl_handler.setLevel(previous_handler_level)
-        file_handler.close()
+    with _captured_logs(log_path, progress):
+        try:
+            build_runner(config.runner.kind).run(pipeline)
+        except Exception as exception:  # The summary and the exit code report it; the log has the trace.
+            error = f"{type(exception).__name__}: {exception}"
+            absl_logging.exception("pipeline run failed")
 
     result = collect_result(config, since=started, seconds=progress.seconds)
     if error:
