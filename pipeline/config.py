@@ -38,6 +38,7 @@ _MEMORY_FACTORS = {
 REMOTE_SCHEMES = ("gs://", "s3://", "minio://", "hdfs://", "http://", "https://")
 DECAY_SCHEDULES = ("linear", "cosine")
 _TOP_PHASE = re.compile(r"^top:\s*(\d+)$")
+_EXPONENT_FLOAT = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")
 
 
 class ConfigError(ValueError):
@@ -370,6 +371,9 @@ def _build(cls, raw: Any, prefix: str, source: str):
 
 
 def _convert(hint, value: Any, key: str, source: str):
+    # YAML 1.1 reads `1e-4` (no dot) as a string; accept it where a float is expected.
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value) and float in (hint, *typing.get_args(hint)):
+        value = float(value)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".", source)
     if key == "kubeflow.resources":
