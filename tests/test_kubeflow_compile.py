@@ -337,3 +337,15 @@ def test_baseline_none_builds_without_baseline():
     assert "latest_pushed_model" not in components
     assert not any("resolver" in component_id for component_id in components)
     assert "baseline_model" not in components["Evaluator"].inputs
+
+
+def test_schema_file_shipped_in_image(compiled):
+    """A relative schema path in the spec must exist in the image, below its WORKDIR."""
+    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    config = load_config(str(CONFIG_PATH))
+    schema = config.data.schema
+    assert schema and not os.path.isabs(schema)
+    assert schema in compiled["path"].read_text()
+    copied = [line.split()[1].rstrip("/") for line in lines if line.startswith("COPY")]
+    assert schema.split("/")[0] in copied
+    assert (REPO / schema).is_file()
