@@ -32,8 +32,9 @@ SOURCE_PROPERTY = "baseline_source"
 def find_latest_pushed_model(serving_dir: str) -> Optional[str]:
     """Return the newest `<serving_dir>/<version>` SavedModel directory, or None if there is none.
 
-    TFX's Pusher names each pushed version after its Unix time in seconds, so the largest
-    integer directory name that contains a `saved_model.pb` is the newest push.
+    Pushers name each version with an integer that grows with every push (TFX's stock Pusher
+    its Unix time in seconds, `VersionedPusher` the next number), so the largest integer
+    directory name that contains a `saved_model.pb` is the newest push.
     """
     if not fileio.isdir(serving_dir):
         return None

@@ -15,6 +15,8 @@ from components.evaluation import build_eval_config
 from components.latest_pushed_model import COMPONENT_ID as LATEST_PUSHED_ID
 from components.latest_pushed_model import LatestPushedModel
 from components.parameterized_trainer import ParameterizedTrainer
+from components.pusher import COMPONENT_ID as PUSHER_ID
+from components.pusher import VersionedPusher
 from components.text_example_gen.component import TextExampleGen
 from pipeline.config import PipelineConfig
 from pipeline.data_checks import data_check_components
@@ -195,7 +197,7 @@ def create_pipeline(
         baseline_model=baseline_model,
         eval_config=build_eval_config(config),
     )
-    pusher = tfx.components.Pusher(
+    pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -203,7 +205,7 @@ def create_pipeline(
                 base_directory=config.output.serving_dir
             )
         ),
-    )
+    ).with_id(PUSHER_ID)
     components += [evaluator, pusher]
     for component in components:
         if platform_configs and component.id in platform_configs:
