@@ -34,6 +34,15 @@ class Phase:
     def end_step(self) -> int:
         return self.start_step + self.steps
 
+    @property
+    def lowest_trainable(self) -> str:
+        """Lowest trained part of the backbone: `none`, `embeddings` or a layer number."""
+        if not self.trains_backbone:
+            return "none"
+        if self.lowest_layer is None:
+            return "embeddings"
+        return str(self.lowest_layer)
+
 
 def group_counts(variables: Sequence[Tuple[tf.Variable, str]]) -> Dict[str, int]:
     """Return the number of variables per group, in backbone order, head last."""

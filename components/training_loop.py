@@ -51,8 +51,9 @@ class PhasedTrainer:
     def make_train_step(self, phase: Phase):
         """Return a train step traced for any batch size and sequence length.
 
-        The gradient covers only `phase.variables`, so TensorFlow prunes the backward pass
-        below the lowest trainable layer. With a frozen backbone the encoder runs outside
+        The gradient covers only `phase.variables`, and TensorFlow then computes no backward
+        pass below the lowest trainable layer: a MiniLM `top: 2` step took a third of an
+        all-layer step (docs/benchmarks.md). With a frozen backbone the encoder runs outside
         the tape altogether.
         """
         classifier = self._classifier
@@ -84,9 +85,10 @@ class PhasedTrainer:
     def run_phase(self, phase: Phase, batches: Iterator, history: History,
                   log_every: int) -> None:
         """Run `phase.steps` train steps, logging and summarizing every `log_every` steps."""
-        logging.info("Phase %s: steps %d..%d, training %d variables in groups %s.",
-                     phase.name, phase.start_step, phase.end_step, len(phase.variables),
-                     phase.groups)
+        logging.info("Phase %s: steps %d..%d, training %d variables in groups %s "
+                     "(lowest trainable encoder layer: %s).", phase.name, phase.start_step,
+                     phase.end_step, len(phase.variables), phase.groups,
+                     phase.lowest_trainable)
         train_step = self.make_train_step(phase)
         losses, accuracies = [], []
         # The first step traces the function; it is timed separately.
@@ -110,6 +112,7 @@ class PhasedTrainer:
         history.phases.append({
             "name": phase.name, "start_step": phase.start_step, "end_step": phase.end_step,
             "trainable_variables": len(phase.variables), "groups": phase.groups,
+            "lowest_layer": phase.lowest_layer,
             "first_step_seconds": round(trace_seconds, 3),
             "seconds_per_step": round(seconds_per_step, 4),
         })

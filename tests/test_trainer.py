@@ -153,6 +153,8 @@ def test_history_records_phases(exported):
     assert [(phase["start_step"], phase["end_step"]) for phase in written["phases"]] == [
         (0, 10), (10, 15), (15, 75)]
     assert written["phases"][0]["groups"] == {"head": 2}
+    assert written["phases"][1]["lowest_layer"] == 1
+    assert written["phases"][1]["groups"]["layer_1"] == 16
     assert [record["step"] for record in written["log"]] == list(range(1, 76))
     assert {record["phase"] for record in written["log"]} == {"0:head", "1:top:1", "2:all"}
     assert written["log"][-1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)
