@@ -18,6 +18,7 @@ from absl import logging
 
 from components import features
 from components.backbone.loading import resolve_backbone
+from components.backbone.tokenizer import build_tokenizer
 from pipeline.config import config_from_dict
 
 CLS_TOKEN = "[CLS]"
@@ -43,9 +44,9 @@ class WordPieceEncoder:
             value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
         )
         self._table = tf.lookup.StaticVocabularyTable(initializer, num_oov_buckets=1)
-        self._tokenizer = tf_text.BertTokenizer(
-            self._table, token_out_type=tf.int64, lower_case=lower_case
-        )
+        # Matches the checkpoint's own tokenizer.json; plain tf_text.BertTokenizer folds
+        # compatibility characters ("，" to ",") when lower-casing, and tokens then differ.
+        self._tokenizer = build_tokenizer(self._table, lower_case)
 
     def encode(self, text: tf.Tensor,
                text_pair: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:

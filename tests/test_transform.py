@@ -127,3 +127,29 @@ def test_dense_strings_accepts_raw_shapes():
     assert transform.dense_strings(empty).numpy().tolist() == [b"", b""]
     assert transform.dense_strings(tf.constant([[b"x"], [b"y"]])).numpy().tolist() == [b"x", b"y"]
     assert transform.dense_strings(tf.constant([3, 4], tf.int64)).numpy().tolist() == [b"3", b"4"]
+
+
+def test_encoder_matches_checkpoint_tokenizer(minilm_backbone):
+    """Transform's model inputs equal the checkpoint tokenizer.json encoding, [CLS]/[SEP] included."""
+    import os
+
+    from tokenizers import Tokenizer
+
+    from components.backbone import checkpoint as checkpoint_lib
+
+    reference = Tokenizer.from_file(
+        os.path.join(checkpoint_lib.resolve_source_dir("minilm"), "tokenizer.json")
+    )
+    reference.no_padding()
+    reference.no_truncation()
+    texts = [
+        "酒店位置很好，服务也不错…",
+        "Ｆｕｌｌ-width ＡＢＣ and the ﬁle",
+        "Crème brûlée at the café 😀 https://example.com/a?b=1",
+    ]
+    encoder = transform.WordPieceEncoder(minilm_backbone.vocab_file, minilm_backbone.do_lower_case, 64)
+    encoded = encoder.encode(tf.constant(texts))
+    for row, text in enumerate(texts):
+        expected = reference.encode(text).ids
+        length = int(encoded["input_mask"][row].numpy().sum())
+        assert encoded["input_word_ids"][row, :length].numpy().tolist() == expected, text
