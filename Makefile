@@ -9,7 +9,7 @@ BACKBONE_DIR ?= backbones/minilm
 DATA_MIRROR ?= ../shared/datasets
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: install demo test lock backbone clean
+.PHONY: install demo test test-deps lock backbone clean
 
 install: $(STAMP)
 
@@ -27,11 +27,20 @@ backbone: $(BACKBONE_DIR)/saved_model.pb
 $(BACKBONE_DIR)/saved_model.pb: | $(STAMP)
 	$(VENV)/bin/textxfer export-backbone --from minilm --to $(BACKBONE_DIR)
 
+# SST-2 labels: 0 = negative, 1 = positive. The last step loads the pushed model in a fresh
+# process that imports only TensorFlow and tensorflow-text.
 demo: install backbone
 	$(VENV)/bin/textxfer run --config configs/sst2.yaml --data-mirror $(DATA_MIRROR)
+	$(VENV)/bin/textxfer predict --model outputs/sst2/serving \
+		"a gorgeous, witty, seductive movie." "the plot is nothing but boilerplate clichés"
 
-test: install
+test: install test-deps
 	$(VPY) -m pytest tests
+
+# The report's screenshot test opens the page in Debian's headless Chromium; installed once,
+# when /usr/bin/chromium is missing (needs root and the Debian package mirror).
+test-deps:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 # Regenerate requirements.lock from requirements.in (needs the package registry).
 lock: | $(STAMP)
