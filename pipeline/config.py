@@ -284,6 +284,7 @@ class PipelineConfig:
     training: TrainingConfig
     evaluation: EvaluationConfig
     output: OutputConfig
+    "Report",
     runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     kubeflow: Optional[KubeflowConfig] = None

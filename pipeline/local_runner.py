@@ -2,7 +2,8 @@
 
 The runner resolves the data directory, builds the DAG with `create_pipeline`, shows which
 component is running, and ends with a summary read back from ML Metadata: each component's
-status and wall time, the evaluation metrics, the blessing and the pushed model path.
+status and wall time, the evaluation metrics, the blessing and the pushed model path. It
+copies the run report to `<output.dir>/report.html` and prints that path too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from typing import Optional
@@ -25,6 +27,8 @@ from pipeline.config import PipelineConfig
 # fetches no runner binary.
 DEFAULT_BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
+# The run report's copy in the output directory.
+REPORT_FILE = "report.html"
 _NODE_EVENT = re.compile(r"^(?:node|Component) (\S+) is (running|finished)\.$")
 _PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Log records from these folders are shown on the console; the rest go to run.log only.
@@ -50,6 +54,9 @@ class RunResult:
     metrics: dict = dataclasses.field(default_factory=dict)
     blessed: Optional[bool] = None
     pushed_path: Optional[str] = None
+    # The Report component's page in the pipeline root, and its copy in the output directory.
+    report_uri: Optional[str] = None
+    report_path: Optional[str] = None
     error: Optional[str] = None
 
 
@@ -214,6 +221,7 @@ def run(config: PipelineConfig, *, data_mirror: Optional[str] = None, stream=Non
     if error:
         result.succeeded = False
         result.error = error
+    result.report_path = copy_report(result.report_uri, config.output.dir)
     stream.write(format_summary(result, time.time() - started) + "\n")
     return result
 
@@ -228,6 +236,18 @@ def collect_result(config: PipelineConfig, *, since: float, seconds: Optional[di
 def format_summary(result: RunResult, total_seconds: float) -> str:
     """Format `result` as the table printed at the end of a run."""
     lines = ["", f"{'component':<34} {'status':<10} {'wall time':>10}"]
+def copy_report(report_uri: Optional[str], output_dir: str) -> Optional[str]:
+    """Copy the run's report page to `<output_dir>/report.html` and return that path.
+
+    Returns None when the run wrote no report (it failed before the Report component).
+    """
+    if not report_uri or not os.path.isfile(report_uri):
+        return None
+    path = os.path.join(output_dir, REPORT_FILE)
+    shutil.copyfile(report_uri, path)
+    return path
+
+
     for component in result.components:
         wall = f"{component.seconds:.1f} s" if component.seconds is not None else "-"
         lines.append(f"{component.node_id:<34} {component.state:<10} {wall:>10}")
@@ -241,3 +261,4 @@ def format_summary(result: RunResult, total_seconds: float) -> str:
     if result.error:
         lines.append(f"run failed: {result.error}")
     return "\n".join(lines)
+    lines.append(f"report: {result.report_path or 'none'}")

@@ -17,6 +17,8 @@ from components.latest_pushed_model import LatestPushedModel
 from components.parameterized_trainer import ParameterizedTrainer
 from components.pusher import COMPONENT_ID as PUSHER_ID
 from components.pusher import VersionedPusher
+from components.report import COMPONENT_ID as REPORT_ID
+from components.report import Report
 from components.text_example_gen.component import TextExampleGen
 from pipeline.config import PipelineConfig
 from pipeline.data_checks import data_check_components
@@ -92,7 +94,7 @@ def create_pipeline(
     Returns:
       A `tfx.dsl.Pipeline` with ExampleGen, StatisticsGen, SchemaGen (ImportSchemaGen when
       `data.schema` is set), ExampleValidator, AnomalyGate (with its resolver), Transform,
-      TextStatisticsGate, Trainer, the baseline resolver, Evaluator and Pusher.
+      TextStatisticsGate, Trainer, the baseline resolver, Evaluator, Pusher and Report.
     """
     data_root = data_root or config.data.dir
     if not data_root:
@@ -191,11 +193,12 @@ def create_pipeline(
         baseline_model = model_resolver.outputs["model"]
         components.append(model_resolver)
 
+    eval_config = build_eval_config(config)
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_model,
-        eval_config=build_eval_config(config),
+        eval_config=eval_config,
     )
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
@@ -206,7 +209,16 @@ def create_pipeline(
             )
         ),
     ).with_id(PUSHER_ID)
-    components += [evaluator, pusher]
+    # The report runs whether or not the model was blessed, so a rejected run explains itself.
+    report = Report(
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        model_run=trainer.outputs["model_run"],
+        eval_config=eval_config,
+        labels=config.data.labels,
+        title=f"{config.name}: run report",
+    ).with_id(REPORT_ID)
+    components += [evaluator, pusher, report]
     for component in components:
         if platform_configs and component.id in platform_configs:
             component.with_platform_config(platform_configs[component.id])

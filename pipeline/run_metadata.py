@@ -1,4 +1,4 @@
-"""Read a finished local run back from ML Metadata: component states, metrics, blessing, push."""
+"""Read a finished local run back from ML Metadata: component states, metrics, blessing, push, report."""
 
 from __future__ import annotations
 
@@ -66,6 +66,9 @@ def latest_run_result(config: PipelineConfig, *, since: float, seconds: dict) ->
     blessing = _first(outputs.get("Evaluator", {}).get("blessing"))
     if blessing is not None:
         result.blessed = bool(_custom_int(blessing, "blessed"))
+    report = _first(outputs.get("Report", {}).get("report"))
+    if report is not None:
+        result.report_uri = report.uri
     pushed = _first(outputs.get("Pusher", {}).get("pushed_model"))
     if pushed is not None and _custom_int(pushed, "pushed"):
         result.pushed_path = pushed.custom_properties["pushed_destination"].string_value

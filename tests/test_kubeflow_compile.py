@@ -349,3 +349,40 @@ def test_schema_file_shipped_in_image(compiled):
     copied = [line.split()[1].rstrip("/") for line in lines if line.startswith("COPY")]
     assert schema.split("/")[0] in copied
     assert (REPO / schema).is_file()
+
+
+def test_report_output_is_kfp_html(pipeline_spec):
+    # KFP's UI renders artifacts whose MLMD type is `system.HTML`; the v2 launcher names the
+    # type after the title of the output's instance schema.
+    outputs = pipeline_spec.components["Report"].output_definitions.artifacts
+    schema = yaml.safe_load(outputs["report"].artifact_type.instance_schema)
+    assert schema["title"] == "system.HTML"
+    assert "Report" in pipeline_spec.root.dag.tasks
+    assert sorted(pipeline_spec.root.dag.tasks["Report"].dependent_tasks) == ["Evaluator", "Trainer"]
+
+
+def test_entrypoint_imports_every_artifact_type(pipeline_spec):
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+    from tfx.utils import import_utils
+
+    from pipeline import kubeflow_executor
+
+    modules_before = set(sys.modules)
+    kubeflow_executor.register_custom_artifact_types()
+    try:
+        titles = set()
+        for component in pipeline_spec.components.values():
+            for definitions in (component.input_definitions, component.output_definitions):
+                for spec in definitions.artifacts.values():
+                    # TFX's entrypoint imports the class named by the schema title of each artifact.
+                    class_path = kubeflow_v2_entrypoint_utils._retrieve_class_path(spec.artifact_type)
+                    artifact_class = import_utils.import_class_by_path(class_path)
+                    title = yaml.safe_load(spec.artifact_type.instance_schema)["title"]
+                    titles.add(title)
+                    if not title.startswith("tfx."):
+                        assert artifact_class.TYPE_NAME == title
+        assert {"system.HTML", "textxfer.ValidatedStatistics"} <= titles
+    finally:
+        for name in set(sys.modules) - modules_before:
+            if name in ("system", "textxfer"):
+                del sys.modules[name]

@@ -6,6 +6,7 @@ One module fixture runs the pipeline twice over the same inputs; the tests share
 import csv
 import io
 import os
+import re
 
 import pytest
 
@@ -28,6 +29,7 @@ PIPELINE_NODES = {
     "latest_blessed_model_resolver",
     "Evaluator",
     "Pusher",
+    "Report",
 }
 # Components whose inputs do not change between the two runs, so the second run reuses them.
 # The Evaluator and Pusher run again: the second run has a blessed baseline, the first had none.
@@ -155,3 +157,41 @@ def test_summary_lists_components_and_push(two_runs):
     assert "Trainer running" in output
     assert f"pushed model: {first.pushed_path}" in output
     assert "eval accuracy:" in output
+
+
+def test_report_copied_to_output_dir(two_runs):
+    config, first, second, first_output, second_output = two_runs
+    expected = os.path.join(config.output.dir, "report.html")
+    assert first.report_path == second.report_path == expected
+    assert f"report: {expected}" in first_output
+    # Each run's page stays in the pipeline root; the copy is the latest run's.
+    assert first.report_uri != second.report_uri
+    with open(expected, encoding="utf-8") as copy, open(second.report_uri, encoding="utf-8") as page:
+        assert copy.read() == page.read()
+
+
+def test_first_report_has_no_baseline(two_runs):
+    _, first, _, _, _ = two_runs
+    with open(first.report_uri, encoding="utf-8") as report_file:
+        page = report_file.read()
+    assert "Blessed: the model passed every threshold" in page
+    assert "no baseline model: this is the first run" in page
+    # max_accuracy_drop is a change threshold, skipped without a baseline.
+    assert re.search(r"change &gt;= -0.5</td><td>-</td><td class=\"name skipped\">skipped", page)
+    assert re.search(r"&gt;= 0</td><td>\d\.\d{4}</td><td class=\"name passed\">passed", page)
+
+
+def test_second_report_renders_baseline(two_runs, tmp_path):
+    import headless_chromium
+
+    _, _, second, _, _ = two_runs
+    with open(second.report_uri, encoding="utf-8") as report_file:
+        page = report_file.read()
+    assert "compared with the latest blessed model (baseline)" in page
+    assert re.search(r'<table class="baseline">.*?<td class="name">accuracy</td><td>\d\.\d{4}</td><td>\d\.\d{4}</td>'
+                     r"<td>[+-]\d\.\d{4}</td>", page, re.DOTALL)
+    # The Trainer's two freeze phases: one boundary line per training chart.
+    assert page.count('class="phase-boundary"') == 3
+    capture, _ = headless_chromium.assert_report_renders(second.report_path, str(tmp_path / "report.png"),
+                                            expect_confusion="class=\"confusion\"" in page)
+    assert "Training loss" in capture.dom
