@@ -270,6 +270,7 @@ KUBEFLOW_COMPONENT_IDS = (
     "Trainer",
     "Evaluator",
     "Pusher",
+    "Report",
     "latest_pushed_model",
 )
 
@@ -284,7 +285,6 @@ class PipelineConfig:
     training: TrainingConfig
     evaluation: EvaluationConfig
     output: OutputConfig
-    "Report",
     runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     kubeflow: Optional[KubeflowConfig] = None

@@ -218,10 +218,10 @@ def run(config: PipelineConfig, *, data_mirror: Optional[str] = None, stream=Non
             absl_logging.exception("pipeline run failed")
 
     result = collect_result(config, since=started, seconds=progress.seconds)
+    result.report_path = copy_report(result.report_uri, config.output.dir)
     if error:
         result.succeeded = False
         result.error = error
-    result.report_path = copy_report(result.report_uri, config.output.dir)
     stream.write(format_summary(result, time.time() - started) + "\n")
     return result
 
@@ -233,9 +233,6 @@ def collect_result(config: PipelineConfig, *, since: float, seconds: Optional[di
     return run_metadata.latest_run_result(config, since=since, seconds=seconds or {})
 
 
-def format_summary(result: RunResult, total_seconds: float) -> str:
-    """Format `result` as the table printed at the end of a run."""
-    lines = ["", f"{'component':<34} {'status':<10} {'wall time':>10}"]
 def copy_report(report_uri: Optional[str], output_dir: str) -> Optional[str]:
     """Copy the run's report page to `<output_dir>/report.html` and return that path.
 
@@ -248,6 +245,9 @@ def copy_report(report_uri: Optional[str], output_dir: str) -> Optional[str]:
     return path
 
 
+def format_summary(result: RunResult, total_seconds: float) -> str:
+    """Format `result` as the table printed at the end of a run."""
+    lines = ["", f"{'component':<34} {'status':<10} {'wall time':>10}"]
     for component in result.components:
         wall = f"{component.seconds:.1f} s" if component.seconds is not None else "-"
         lines.append(f"{component.node_id:<34} {component.state:<10} {wall:>10}")
@@ -258,7 +258,7 @@ def copy_report(report_uri: Optional[str], output_dir: str) -> Optional[str]:
     if result.blessed is not None:
         lines.append(f"blessed: {'yes' if result.blessed else 'no'}")
     lines.append(f"pushed model: {result.pushed_path or 'none'}")
+    lines.append(f"report: {result.report_path or 'none'}")
     if result.error:
         lines.append(f"run failed: {result.error}")
     return "\n".join(lines)
-    lines.append(f"report: {result.report_path or 'none'}")
