@@ -14,6 +14,9 @@ INPUT_MASK = "input_mask"
 INPUT_TYPE_IDS = "input_type_ids"
 MODEL_INPUTS = (INPUT_WORD_IDS, INPUT_MASK, INPUT_TYPE_IDS)
 LABEL_ID = "label_id"
+# String [batch] slice key for the Evaluator: the word count of the text (and text pair)
+# as a range such as "10-19".
+TEXT_LENGTH_BUCKET = "text_length_bucket"
 
 # Name of the label vocabulary that Transform computes when `data.labels` is not set.
 LABEL_VOCABULARY = "label"
@@ -24,3 +27,5 @@ PREDICT_TEXT = "predict_text"
 TRANSFORM_FEATURES = "transform_features"
 PROBABILITIES = "probabilities"
 PREDICTED_LABEL = "label"
+# The label vocabulary in class-id order, repeated per example: string [batch, num_classes].
+CLASSES = "classes"

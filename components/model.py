@@ -79,6 +79,29 @@ def _as_raw_feature(values: tf.Tensor, spec) -> tf.Tensor:
     return values
 
 
+def _assert_features_present(raw: Dict[str, tf.Tensor]) -> List[tf.Operation]:
+    """Return assertions that every example has a value for each variable-length feature.
+
+    `tf.io.parse_example` rejects an example without a fixed-length feature by itself, but
+    returns no values for a missing variable-length one, which Transform would read as "".
+    """
+    assertions = []
+    for name, value in raw.items():
+        if not isinstance(value, tf.SparseTensor):
+            continue
+        rows = tf.cast(value.dense_shape[0], tf.int32)
+        counts = tf.math.bincount(tf.cast(value.indices[:, 0], tf.int32), minlength=rows,
+                                  maxlength=rows)
+        missing = tf.where(tf.equal(counts, 0))[:, 0]
+        assertions.append(tf.debugging.Assert(
+            tf.equal(tf.size(missing), 0),
+            [f"missing feature {name}: each serialized tf.Example needs the bytes feature "
+             f"{name} with the raw text, an empty string for an empty text. Batch indices "
+             f"of the examples without it:", missing],
+            name=f"assert_{name}_present"))
+    return assertions
+
+
 class ServingModule(tf.Module):
     """The exported model: transform graph, classifier, label vocabulary and signatures."""
 
@@ -99,7 +122,10 @@ class ServingModule(tf.Module):
         logits = self.classifier(trim_to_longest(transformed), training=False)
         probabilities = tf.nn.softmax(logits, axis=-1)
         label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1))
-        return {features.PROBABILITIES: probabilities, features.PREDICTED_LABEL: label}
+        classes = tf.tile(tf.expand_dims(tf.convert_to_tensor(self.labels), 0),
+                          [tf.shape(probabilities)[0], 1])
+        return {features.PROBABILITIES: probabilities, features.PREDICTED_LABEL: label,
+                features.CLASSES: classes}
 
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
         """Return `serving_default`, `predict_text` and `transform_features`."""
@@ -108,7 +134,9 @@ class ServingModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve_examples(examples):
             raw = tf.io.parse_example(examples, text_spec)
-            return self.predict_transformed(self.tft_layer(raw))
+            outputs = self.predict_transformed(self.tft_layer(raw))
+            with tf.control_dependencies(_assert_features_present(raw)):
+                return {name: tf.identity(value) for name, value in outputs.items()}
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def transform_features(examples):

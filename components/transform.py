@@ -23,6 +23,8 @@ from pipeline.config import config_from_dict
 
 CLS_TOKEN = "[CLS]"
 SEP_TOKEN = "[SEP]"
+# Lower ends of the word-count ranges that the Evaluator slices metrics by.
+TEXT_LENGTH_BOUNDARIES = (5, 10, 20, 40)
 
 
 class WordPieceEncoder:
@@ -132,12 +134,26 @@ def label_ids(labels: tf.Tensor, label_vocabulary: Optional[List[str]]) -> tf.Te
         return tf.identity(ids)
 
 
+def text_length_buckets(texts: List[tf.Tensor]) -> tf.Tensor:
+    """Return the range of the whitespace-separated word count of `texts` summed, per example.
+
+    Ranges follow `TEXT_LENGTH_BOUNDARIES`: "0-4", "5-9", "10-19", "20-39" and "40+".
+    """
+    words = tf.add_n([tf.strings.split(text).row_lengths() for text in texts])
+    lows = (0,) + TEXT_LENGTH_BOUNDARIES
+    names = [f"{low}-{high - 1}" for low, high in zip(lows, TEXT_LENGTH_BOUNDARIES)]
+    names.append(f"{TEXT_LENGTH_BOUNDARIES[-1]}+")
+    index = tf.raw_ops.Bucketize(input=words,
+                                 boundaries=[float(low) for low in TEXT_LENGTH_BOUNDARIES])
+    return tf.gather(tf.constant(names), index)
+
+
 def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict) -> Dict[str, tf.Tensor]:
     """Tokenize `text` (and `text_pair`) with the backbone's WordPiece vocabulary and map labels.
 
     `custom_config["config"]` is `PipelineConfig.to_dict()`. Outputs int64 `input_word_ids`,
-    `input_mask`, `input_type_ids` [batch, max_seq_length] and `label_id` [batch] (-1 where a
-    row has no label).
+    `input_mask`, `input_type_ids` [batch, max_seq_length], `label_id` [batch] (-1 where a
+    row has no label) and the string slice key `text_length_bucket` [batch].
     """
     config = config_from_dict(custom_config["config"], source="custom_config['config']")
     # TFT traces this function in a graph; loading the backbone and reading its flags needs
@@ -160,7 +176,10 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict) -> Dict[
                 f"{features.TEXT_PAIR!r} feature (found {sorted(inputs)}); check the column name."
             )
         text_pair = dense_strings(inputs[features.TEXT_PAIR])
-    outputs = encoder.encode(dense_strings(inputs[features.TEXT]), text_pair)
+    text = dense_strings(inputs[features.TEXT])
+    outputs = encoder.encode(text, text_pair)
+    outputs[features.TEXT_LENGTH_BUCKET] = text_length_buckets(
+        [text] if text_pair is None else [text, text_pair])
     labels = dense_strings(inputs[features.LABEL])
     outputs[features.LABEL_ID] = label_ids(labels, config.data.labels)
     return outputs

@@ -11,7 +11,8 @@ from typing import Any, Mapping, Optional, Union
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
-from components.evaluation import build_eval_config
+from components.evaluation import COMPONENT_ID as EVALUATOR_ID
+from components.evaluation import Evaluator, build_eval_config
 from components.latest_pushed_model import COMPONENT_ID as LATEST_PUSHED_ID
 from components.latest_pushed_model import LatestPushedModel
 from components.parameterized_trainer import ParameterizedTrainer
@@ -194,12 +195,12 @@ def create_pipeline(
         components.append(model_resolver)
 
     eval_config = build_eval_config(config)
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_model,
         eval_config=eval_config,
-    )
+    ).with_id(EVALUATOR_ID)
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import module_helpers
 from components import evaluation
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, config_from_dict
 
 
 def _config(handle="/backbone", labels=("neg", "pos"), **evaluation_args):
@@ -37,8 +37,11 @@ def test_thresholds_from_config():
     eval_config = evaluation.build_eval_config(
         _config(accuracy_lower_bound=0.8, auc_lower_bound=0.85, max_accuracy_drop=0.01))
     metrics = _metrics(eval_config)
-    assert set(metrics) == {("ExampleCount", ()), ("SparseCategoricalAccuracy", ()),
-                            ("AUC", (1,))}
+    assert set(metrics) == {
+        ("ExampleCount", ()), ("SparseCategoricalAccuracy", ()),
+        ("MultiClassConfusionMatrixPlot", ()), ("AUC", (1,)), ("Precision", (0, 1)),
+        ("Recall", (0, 1)), ("F1Score", (0, 1)), ("Calibration", (0, 1)),
+        ("CalibrationPlot", (0, 1))}
 
     accuracy = metrics[("SparseCategoricalAccuracy", ())].threshold
     assert accuracy.value_threshold.lower_bound.value == pytest.approx(0.8)
@@ -60,7 +63,7 @@ def test_no_drop_means_no_change_threshold():
 def test_slices_overall_and_columns():
     eval_config = evaluation.build_eval_config(_config(slices=["genre", "source"]))
     keys = [list(spec.feature_keys) for spec in eval_config.slicing_specs]
-    assert keys == [[], ["genre"], ["source"]]
+    assert keys == [[], ["text_length_bucket"], ["genre"], ["source"]]
 
 
 @pytest.mark.parametrize("has_baseline", [False, True])
@@ -82,9 +85,11 @@ def test_auc_bound_needs_labels():
 
 def test_multiclass_auc_is_macro_averaged():
     eval_config = evaluation.build_eval_config(_config(labels=("a", "b", "c")))
-    auc_spec = eval_config.metrics_specs[1]
+    auc_spec = [spec for spec in eval_config.metrics_specs
+                if any(metric.class_name == "AUC" for metric in spec.metrics)][0]
     assert list(auc_spec.binarize.class_ids.values) == [0, 1, 2]
     assert auc_spec.aggregate.macro_average
+    assert dict(auc_spec.aggregate.class_weights) == {0: 1.0, 1: 1.0, 2: 1.0}
 
 
 def _binary_auc(labels, scores):
@@ -169,3 +174,106 @@ def test_validation_with_baseline(trained, tmp_path, accuracy_lower_bound, bless
     _analyze(eval_config, serving_dir, data_path, str(tmp_path))
     validation = tfma.load_validation_result(str(tmp_path))
     assert validation.validation_ok == blessed
+
+
+# Three-class predictions with known per-class counts. Rows: (label id, probabilities, words).
+SCORED = [
+    (0, [0.7, 0.2, 0.1], "a"), (0, [0.5, 0.4, 0.1], "a b c d e f"), (0, [0.2, 0.6, 0.2], "a"),
+    (1, [0.1, 0.8, 0.1], "a b c d e f"), (1, [0.3, 0.3, 0.4], "a"), (1, [0.2, 0.7, 0.1], "a"),
+    (2, [0.1, 0.1, 0.8], "a b c d e f"), (2, [0.6, 0.1, 0.3], "a"), (2, [0.1, 0.2, 0.7], "a"),
+    (2, [0.2, 0.2, 0.6], "a"),
+]
+
+
+def _scored_metrics(tmp_path, config):
+    """Run TFMA on SCORED through `config`'s metrics and slices, without a model."""
+    from components.transform import text_length_buckets
+
+    eval_config = evaluation.build_eval_config(config)
+    # Model-agnostic: the predictions are features of the examples.
+    del eval_config.model_specs[:]
+    eval_config.model_specs.add(label_key="label_id", prediction_key="probabilities")
+    buckets = text_length_buckets([tf.constant([words for _, _, words in SCORED])]).numpy()
+    data_path = str(tmp_path / "scored.tfrecord")
+    with tf.io.TFRecordWriter(data_path) as writer:
+        for (label, probabilities, _), bucket in zip(SCORED, buckets):
+            feature = {
+                "label_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "probabilities": tf.train.Feature(
+                    float_list=tf.train.FloatList(value=probabilities)),
+                "text_length_bucket": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[bucket])),
+            }
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=feature)).SerializeToString())
+    result = tfma.run_model_analysis(
+        eval_config=eval_config, data_location=data_path, output_path=str(tmp_path / "out"),
+        pipeline_options=PipelineOptions(runner="DirectRunner", direct_running_mode="in_memory"))
+    return dict(result.slicing_metrics), str(tmp_path / "out")
+
+
+def test_multiclass_metrics_match_counts(tmp_path):
+    config = _config(labels=("a", "b", "c"))
+    slices, output_path = _scored_metrics(tmp_path, config)
+    overall = slices[()][""]
+
+    labels = np.array([label for label, _, _ in SCORED])
+    predicted = np.array([np.argmax(probabilities) for _, probabilities, _ in SCORED])
+    assert overall[""]["accuracy"]["doubleValue"] == pytest.approx((labels == predicted).mean())
+    f1_scores = []
+    for class_id in range(3):
+        true_positives = np.sum((predicted == class_id) & (labels == class_id))
+        precision = true_positives / np.sum(predicted == class_id)
+        recall = true_positives / np.sum(labels == class_id)
+        f1_scores.append(2 * precision * recall / (precision + recall))
+        per_class = overall[evaluation.TOP_1_SUB_KEY.format(class_id=class_id)]
+        assert per_class["precision"]["doubleValue"] == pytest.approx(precision), class_id
+        assert per_class["recall"]["doubleValue"] == pytest.approx(recall), class_id
+        mean_probability = np.mean([p[class_id] for _, p, _ in SCORED])
+        assert overall[f"classId:{class_id}"]["calibration"]["doubleValue"] == pytest.approx(
+            mean_probability / np.mean(labels == class_id), rel=1e-4), class_id
+        assert per_class["f1_score"]["doubleValue"] == pytest.approx(f1_scores[-1]), class_id
+    assert evaluation.macro_f1(overall, 3) == pytest.approx(np.mean(f1_scores))
+
+    plots = tfma.load_plots(output_path)
+    overall_plot = [plot for plot in plots if not plot.slice_key.single_slice_keys][0]
+    matrix = overall_plot.plot_keys_and_values[0].value.multi_class_confusion_matrix_at_thresholds
+    counts = {(entry.actual_class_id, entry.predicted_class_id): entry.num_weighted_examples
+              for entry in matrix.matrices[0].entries}
+    for actual in range(3):
+        for guess in range(3):
+            expected = np.sum((labels == actual) & (predicted == guess))
+            assert counts.get((actual, guess), 0) == expected, (actual, guess)
+
+
+def test_metrics_sliced_by_text_length(tmp_path):
+    slices, _ = _scored_metrics(tmp_path, _config(labels=("a", "b", "c")))
+    short = slices[(("text_length_bucket", "0-4"),)][""][""]
+    longer = slices[(("text_length_bucket", "5-9"),)][""][""]
+    assert short["example_count"]["doubleValue"] == 7
+    assert longer["example_count"]["doubleValue"] == 3
+    # The three 6-word rows are all predicted right.
+    assert longer["accuracy"]["doubleValue"] == pytest.approx(1.0)
+
+
+def test_change_threshold_metrics_named():
+    eval_config = evaluation.build_eval_config(_config(max_accuracy_drop=0.05))
+    assert evaluation.change_threshold_metrics(eval_config) == ["accuracy"]
+    assert evaluation.change_threshold_metrics(evaluation.build_eval_config(_config())) == []
+
+
+def test_config_without_thresholds_rejected():
+    with pytest.raises(ConfigError, match="set accuracy_lower_bound or auc_lower_bound"):
+        config_from_dict(dict(module_helpers.make_config("/backbone").to_dict(), evaluation={}))
+
+
+def test_text_length_buckets_ranges():
+    from components.transform import text_length_buckets
+
+    texts = tf.constant(["", "a b c d", "a b c d e", " ".join(["w"] * 19), " ".join(["w"] * 20),
+                         " ".join(["w"] * 45)])
+    assert text_length_buckets([texts]).numpy().tolist() == [
+        b"0-4", b"0-4", b"5-9", b"10-19", b"20-39", b"40+"]
+    # A text pair counts the words of both texts.
+    pairs = text_length_buckets([tf.constant(["a b c", "x"]), tf.constant(["d e", ""])])
+    assert pairs.numpy().tolist() == [b"5-9", b"0-4"]
