@@ -1,4 +1,4 @@
-"""What the run report shows, read from the Trainer's history and the Evaluator's TFMA output.
+"""Report data: the Trainer's history and the Evaluator's TFMA output, read for the run report.
 
 `collect_report_data` reads `history.json` from the Trainer's model run directory and the
 metrics, plots, validation result and eval config that TFX's Evaluator writes, and returns a
@@ -16,8 +16,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 OVERALL_SLICE = "Overall"
 HISTORY_FILE = "history.json"
 BASELINE_MODEL_NAME = "baseline"
-# TFMA evaluates the argmax prediction of a multi-class model at threshold 0, and a binary
-# confusion matrix is read at the threshold closest to 0.5.
+# At threshold 0, TFMA's multi-class confusion matrix counts each example for its top-scoring
+# class (its default threshold). A binary confusion matrix is read at the threshold closest to 0.5.
 MULTI_CLASS_THRESHOLD = 0.0
 BINARY_THRESHOLD = 0.5
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"

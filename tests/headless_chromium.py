@@ -36,7 +36,7 @@ _CONSOLE_LINE = re.compile(r":CONSOLE(?:\(\d+\)|:\d+)\] (.*)$")
 
 @dataclasses.dataclass
 class PageCapture:
-    """What Chromium made of one page."""
+    """Screenshot path, rendered DOM and console messages of one page."""
 
     screenshot: str
     dom: str
