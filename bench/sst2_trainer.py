@@ -10,6 +10,7 @@ prints the step time of padded (max_seq_length) and length-trimmed batches.
 
 import csv
 import os
+import shutil
 import sys
 import time
 
@@ -111,10 +112,13 @@ def main(argv):
     if FLAGS.timing_only:
         return
 
+    run_dir = os.path.join(FLAGS.work_dir, "run")
+    # A checkpoint left there by an earlier invocation would make training resume from it.
+    shutil.rmtree(run_dir, ignore_errors=True)
     started = time.monotonic()
     history = trainer.train_and_export(
         config, transform_dir, train_files, [os.path.join(dev_dir, "transformed", "part*")],
-        os.path.join(FLAGS.work_dir, "serving"), os.path.join(FLAGS.work_dir, "run"))
+        os.path.join(FLAGS.work_dir, "serving"), run_dir)
     print(f"training + export: {time.monotonic() - started:.0f} s", flush=True)
     for phase in history.phases:
         print(f"phase {phase['name']}: {phase['seconds_per_step']:.3f} s/step", flush=True)

@@ -11,9 +11,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from components.backbone.loading import layer_index
+from components.backbone.loading import layer_index, resolve_backbone
 from components.optimization import HEAD_GROUP, variable_group
-from pipeline.config import PhaseConfig
+from pipeline.config import PhaseConfig, PipelineConfig
 
 
 @dataclasses.dataclass
@@ -58,6 +58,31 @@ def group_counts(variables: Sequence[Tuple[tf.Variable, str]]) -> Dict[str, int]
     return {group: counts[group] for group in sorted(counts, key=order)}
 
 
+def check_phase_depth(phases: Sequence[PhaseConfig], num_layers: int,
+                      source: str = "config") -> None:
+    """Raise ValueError if a `top: N` phase requests more layers than `num_layers`."""
+    for index, phase in enumerate(phases):
+        top = phase.top_layers
+        if top is not None and top > num_layers:
+            raise ValueError(
+                f"{source}: training.phases[{index}].train is 'top: {top}' but the "
+                f"backbone has {num_layers} layers; use top: {num_layers} or all.")
+
+
+def check_schedule_depth(config: PipelineConfig) -> int:
+    """Resolve the backbone and check each `top: N` phase against its layer count.
+
+    Runs before any pipeline work so that an impossible schedule fails in seconds. Returns
+    the number of encoder layers.
+
+    Raises:
+      ValueError: a `top: N` phase has N larger than the backbone's layer count.
+    """
+    backbone = resolve_backbone(config.backbone.handle)
+    check_phase_depth(config.training.phases, backbone.num_layers, config.source)
+    return backbone.num_layers
+
+
 def plan_phases(phases: Sequence[PhaseConfig], backbone_variables: Sequence[tf.Variable],
                 head_variables: Sequence[tf.Variable], num_layers: int,
                 source: str = "config") -> List[Phase]:
@@ -77,6 +102,7 @@ def plan_phases(phases: Sequence[PhaseConfig], backbone_variables: Sequence[tf.V
             f"{num_layers}; freezing by layer needs official TF Hub BERT variable names "
             f"(transformer/layer_N/...), e.g. a backbone exported by `textxfer export-backbone`.")
 
+    check_phase_depth(phases, num_layers, source)
     planned = []
     start = 0
     for index, phase in enumerate(phases):
@@ -86,12 +112,7 @@ def plan_phases(phases: Sequence[PhaseConfig], backbone_variables: Sequence[tf.V
         elif phase.train == "all":
             selected = tagged_backbone + tagged_head
         else:
-            top = phase.top_layers
-            if top > num_layers:
-                raise ValueError(
-                    f"{source}: training.phases[{index}].train is 'top: {top}' but the "
-                    f"backbone has {num_layers} layers; use top: {num_layers} or all.")
-            lowest = num_layers - top
+            lowest = num_layers - phase.top_layers
             selected = [(variable, group) for variable, group in tagged_backbone
                         if group == "pooler" or (group.startswith("layer_")
                                                  and int(group[len("layer_"):]) >= lowest)]

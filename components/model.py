@@ -25,16 +25,23 @@ class Classifier(tf.Module):
     def __init__(self, backbone_path: str, num_classes: int, dropout: float, seed: int):
         super().__init__(name="classifier")
         self.backbone = hub.KerasLayer(backbone_path, trainable=True, name="backbone")
+        self.dropout = dropout
+        # The head computes in float32 under any mixed-precision policy: its logits feed the
+        # softmax and the loss directly.
         self.head = tf_keras.Sequential([
-            tf_keras.layers.Dropout(dropout, seed=seed, name="head_dropout"),
+            tf_keras.layers.Dropout(dropout, seed=seed, name="head_dropout", dtype="float32"),
             tf_keras.layers.Dense(
                 num_classes,
                 kernel_initializer=tf_keras.initializers.TruncatedNormal(
                     stddev=_HEAD_INIT_STDDEV, seed=seed),
                 name="head_dense",
+                dtype="float32",
             ),
         ], name="head")
-        hidden_size = self.pooled(_dummy_inputs(), training=False).shape[-1]
+        # Under a MirroredStrategy scope the restored backbone runs only in a replica context.
+        strategy = tf.distribute.get_strategy()
+        pooled = strategy.run(self.pooled, args=(_dummy_inputs(),), kwargs={"training": False})
+        hidden_size = strategy.experimental_local_results(pooled)[0].shape[-1]
         self.head.build([None, hidden_size])
 
     @property
@@ -51,6 +58,19 @@ class Classifier(tf.Module):
 
     def __call__(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         return self.head(self.pooled(inputs, training), training=training)
+
+    def train_logits(self, pooled: tf.Tensor, dropout_seed: tf.Tensor) -> tf.Tensor:
+        """Apply the head in training mode with a dropout mask drawn from `dropout_seed`.
+
+        `dropout_seed` is an int [2] tensor. A stateless mask that depends only on it (the
+        training loop passes the seed and the global step) makes a resumed run draw the
+        same masks as an uninterrupted one.
+        """
+        pooled = tf.cast(pooled, tf.float32)
+        if self.dropout > 0:
+            pooled = tf.nn.experimental.stateless_dropout(pooled, rate=self.dropout,
+                                                          seed=dropout_seed)
+        return self.head.get_layer("head_dense")(pooled)
 
 
 def _dummy_inputs() -> Dict[str, tf.Tensor]:

@@ -86,14 +86,22 @@ class GroupedAdamW:
     """AdamW with decoupled weight decay and one learning rate per variable group."""
 
     def __init__(self, training: TrainingConfig, total_steps: int, num_layers: int,
-                 global_step: tf.Variable):
+                 global_step: tf.Variable, loss_scale: bool = False):
+        """Set up the schedules; `build` creates the optimizers.
+
+        With `loss_scale` each group's AdamW is wrapped in a dynamic `LossScaleOptimizer`
+        (for float16). The caller scales the loss with `scaled_loss` and unscales with
+        `unscaled_gradients`, and must pass all-or-none non-finite gradients so that every
+        group skips the same steps and all loss scales stay equal.
+        """
         self._training = training
+        self._loss_scale = loss_scale
         self._num_layers = num_layers
         self._global_step = global_step
         self._total_steps = total_steps
         self._warmup_steps = int(round(training.warmup_fraction * total_steps))
-        self._optimizers: Dict[float, tf_keras.optimizers.AdamW] = {}
-        self._optimizer_of: Dict[int, tf_keras.optimizers.AdamW] = {}
+        self._optimizers: Dict[float, tf_keras.optimizers.Optimizer] = {}
+        self._optimizer_of: Dict[int, tf_keras.optimizers.Optimizer] = {}
         self.head_schedule = self._schedule(training.head_learning_rate or training.learning_rate)
         self.backbone_schedule = self._schedule(training.learning_rate)
 
@@ -126,14 +134,41 @@ class GroupedAdamW:
                 epsilon=1e-6,
             )
             optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+            if self._loss_scale:
+                optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
             optimizer.build(group_variables)
             self._optimizers[peak] = optimizer
             for variable in group_variables:
                 self._optimizer_of[id(variable)] = optimizer
         return peaks
 
-    def apply_gradients(self, grads_and_vars: Iterable[Tuple[tf.Tensor, tf.Variable]]) -> None:
-        """Apply each gradient with the optimizer of its variable's group."""
+    @property
+    def checkpoint_objects(self) -> Dict[str, tf_keras.optimizers.Optimizer]:
+        """The optimizers by name (`group_0` has the lowest peak rate), for a checkpoint."""
+        return {f"group_{index}": self._optimizers[peak]
+                for index, peak in enumerate(sorted(self._optimizers))}
+
+    @property
+    def loss_scale(self) -> tf.Tensor:
+        """The current loss scale, 1.0 without loss scaling."""
+        if not self._loss_scale:
+            return tf.constant(1.0)
+        return next(iter(self._optimizers.values())).loss_scale
+
+    def learning_rate_of(self, variable: tf.Variable) -> float:
+        """Return the learning rate that the next update of `variable` uses."""
+        optimizer = self._optimizer_of.get(id(variable))
+        if optimizer is None:
+            raise KeyError(f"variable {variable.name} was not passed to GroupedAdamW.build")
+        return float(optimizer.learning_rate)
+
+    def apply_gradients(self, grads_and_vars: Iterable[Tuple[tf.Tensor, tf.Variable]],
+                        skip_gradients_aggregation: bool = False) -> None:
+        """Apply each gradient with the optimizer of its variable's group.
+
+        Pass `skip_gradients_aggregation=True` when the gradients were already summed
+        across replicas (for clipping by the global norm of the summed gradient).
+        """
         per_optimizer: Dict[int, List] = {}
         for gradient, variable in grads_and_vars:
             optimizer = self._optimizer_of.get(id(variable))
@@ -141,7 +176,7 @@ class GroupedAdamW:
                 raise KeyError(f"variable {variable.name} was not passed to GroupedAdamW.build")
             per_optimizer.setdefault(id(optimizer), [optimizer, []])[1].append((gradient, variable))
         for optimizer, pairs in per_optimizer.values():
-            optimizer.apply_gradients(pairs)
+            optimizer.apply_gradients(pairs, skip_gradients_aggregation=skip_gradients_aggregation)
 
 
 def uses_weight_decay(variable_name: str) -> bool:

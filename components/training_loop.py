@@ -36,17 +36,107 @@ def logging_interval(total_steps: int) -> int:
     return max(1, min(50, total_steps // 50))
 
 
+def make_strategy(distribution: str) -> tf.distribute.Strategy:
+    """Return the `tf.distribute` strategy for `training.distribution`.
+
+    `default` is TensorFlow's default strategy (one device). `mirrored` replicates the model
+    on every local GPU, or on the CPU when there is none, and sums gradients across them.
+    """
+    if distribution == "default":
+        return tf.distribute.get_strategy()
+    if distribution == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    raise ValueError(f"training.distribution {distribution!r} is not default or mirrored")
+
+
+def make_checkpoint(classifier: Classifier, optimizer: GroupedAdamW,
+                    global_step: tf.Variable) -> tf.train.Checkpoint:
+    """Return a checkpoint of everything a resumed run needs: weights, optimizer slots and
+    step counters, and the global step (which fixes the phase and the data position)."""
+    return tf.train.Checkpoint(classifier=classifier, global_step=global_step,
+                               **optimizer.checkpoint_objects)
+
+
+def _gradient_values(gradient):
+    return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+
+
+def _map_gradient(function, gradient):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(function(gradient.values), gradient.indices,
+                                gradient.dense_shape)
+    return function(gradient)
+
+
 class PhasedTrainer:
-    """Train a `Classifier` phase by phase; only the current phase's variables change."""
+    """Train a `Classifier` phase by phase; only the current phase's variables change.
+
+    Build the classifier, `global_step` and the optimizer under `strategy.scope()`, and
+    create `global_step` with `aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA`.
+    """
 
     def __init__(self, classifier: Classifier, optimizer: GroupedAdamW, global_step: tf.Variable,
-                 clip_norm: Optional[float], summary_dir: str):
+                 clip_norm: Optional[float], summary_dir: str,
+                 strategy: Optional[tf.distribute.Strategy] = None, seed: int = 0,
+                 loss_scale: bool = False):
         self._classifier = classifier
         self._optimizer = optimizer
         self._global_step = global_step
         self._clip_norm = clip_norm
+        self._strategy = strategy or tf.distribute.get_strategy()
+        self._seed = seed
+        self._loss_scale = loss_scale
         self._writer = tf.summary.create_file_writer(summary_dir)
-        self._loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self._loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction=tf_keras.losses.Reduction.NONE)
+
+    def _replica_step(self, phase: Phase, inputs, labels):
+        """Run one train step on one replica, summing gradients across replicas before clipping."""
+        classifier = self._classifier
+        variables = phase.variables
+        replicas = self._strategy.num_replicas_in_sync
+        global_batch = tf.shape(labels)[0] * replicas
+        dropout_seed = tf.stack([tf.constant(self._seed, tf.int64),
+                                 tf.cast(self._global_step, tf.int64)])
+        if phase.trains_backbone:
+            with tf.GradientTape() as tape:
+                pooled = classifier.pooled(inputs, training=True)
+                logits = classifier.train_logits(pooled, dropout_seed)
+                loss = tf.nn.compute_average_loss(self._loss_fn(labels, logits),
+                                                  global_batch_size=global_batch)
+                scaled_loss = loss * self._optimizer.loss_scale
+        else:
+            # A frozen backbone runs outside the tape, so it has no backward pass at all.
+            pooled = classifier.pooled(inputs, training=False)
+            with tf.GradientTape() as tape:
+                logits = classifier.train_logits(pooled, dropout_seed)
+                loss = tf.nn.compute_average_loss(self._loss_fn(labels, logits),
+                                                  global_batch_size=global_batch)
+                scaled_loss = loss * self._optimizer.loss_scale
+        gradients = tape.gradient(scaled_loss, variables)
+        gradients = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, gradients)
+        if self._loss_scale:
+            scale = self._optimizer.loss_scale
+            gradients = [_map_gradient(lambda values: values / scale, gradient)
+                         for gradient in gradients]
+            # One non-finite gradient makes all of them non-finite, so that every group's
+            # LossScaleOptimizer skips this step and lowers its loss scale alike.
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(_gradient_values(gradient)))
+                                    for gradient in gradients])
+            poison = tf.where(finite, 0.0, float("nan"))
+            gradients = [_map_gradient(lambda values: values + poison, gradient)
+                         for gradient in gradients]
+        if self._clip_norm is not None:
+            gradients, norm = tf.clip_by_global_norm(gradients, self._clip_norm)
+        else:
+            norm = tf.linalg.global_norm(gradients)
+        self._optimizer.apply_gradients(zip(gradients, variables),
+                                        skip_gradients_aggregation=True)
+        self._global_step.assign_add(1)
+        correct = tf.reduce_sum(
+            tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32))
+        return loss, correct, tf.cast(global_batch, tf.float32), norm
 
     def make_train_step(self, phase: Phase):
         """Return a train step traced for any batch size and sequence length.
@@ -54,60 +144,88 @@ class PhasedTrainer:
         The gradient covers only `phase.variables`, and TensorFlow then computes no backward
         pass below the lowest trainable layer: a MiniLM `top: 2` step took a third of an
         all-layer step (docs/benchmarks.md). With a frozen backbone the encoder runs outside
-        the tape altogether.
+        the tape altogether. The step returns the mean loss, the accuracy and the global
+        gradient norm before clipping.
         """
-        classifier = self._classifier
-        variables = phase.variables
+        strategy = self._strategy
 
-        @tf.function(input_signature=dataset_lib.input_signature())
-        def train_step(inputs, labels):
-            if phase.trains_backbone:
-                with tf.GradientTape() as tape:
-                    logits = classifier(inputs, training=True)
-                    loss = self._loss_fn(labels, logits)
-            else:
-                pooled = classifier.pooled(inputs, training=False)
-                with tf.GradientTape() as tape:
-                    logits = classifier.head(pooled, training=True)
-                    loss = self._loss_fn(labels, logits)
-            gradients = tape.gradient(loss, variables)
-            if self._clip_norm is not None:
-                gradients, norm = tf.clip_by_global_norm(gradients, self._clip_norm)
-            else:
-                norm = tf.linalg.global_norm(gradients)
-            self._optimizer.apply_gradients(zip(gradients, variables))
-            self._global_step.assign_add(1)
-            correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32)
-            return loss, tf.reduce_mean(correct), norm
+        def distributed_step(inputs, labels):
+            loss, correct, count, norm = strategy.run(self._replica_step,
+                                                      args=(phase, inputs, labels))
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+            correct = strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+            count = strategy.experimental_local_results(count)[0]
+            norm = strategy.experimental_local_results(norm)[0]
+            return loss, correct / count, norm
 
-        return train_step
+        if strategy.num_replicas_in_sync == 1 and not isinstance(
+                strategy, tf.distribute.MirroredStrategy):
+            return tf.function(distributed_step, input_signature=dataset_lib.input_signature())
+        # Distributed batches carry per-replica values, which a fixed signature cannot name.
+        return tf.function(distributed_step, reduce_retracing=True)
 
-    def run_phase(self, phase: Phase, batches: Iterator, history: History,
-                  log_every: int) -> None:
-        """Run `phase.steps` train steps, logging and summarizing every `log_every` steps."""
-        logging.info("Phase %s: steps %d..%d, training %d variables in groups %s "
+    def write_phase_summary(self, phase: Phase, index: int) -> None:
+        """Write the phase start, its variable groups and counts to TensorBoard."""
+        lowest = -1 if phase.lowest_layer is None else phase.lowest_layer
+        rows = "\n".join(f"| {group} | {count} |" for group, count in phase.groups.items())
+        table = (f"Phase {phase.name}: steps {phase.start_step}..{phase.end_step}, lowest "
+                 f"trainable part: {phase.lowest_trainable}\n\n"
+                 f"| group | trainable variables |\n| --- | --- |\n{rows}")
+        with self._writer.as_default(step=phase.start_step):
+            tf.summary.scalar("phase/index", index)
+            tf.summary.scalar("phase/trainable_variables", len(phase.variables))
+            tf.summary.scalar("phase/lowest_trainable_layer", lowest)
+            tf.summary.text("phase/groups", table)
+        self._writer.flush()
+
+    def run_phase(self, phase: Phase, batches: Iterator, history: History, log_every: int,
+                  index: int = 0, checkpoints: Optional[tf.train.CheckpointManager] = None,
+                  checkpoint_every: int = 0, history_path: Optional[str] = None) -> None:
+        """Run the steps of `phase` from the current global step to its end.
+
+        Logs and summarizes every `log_every` steps. With `checkpoints`, saves a checkpoint
+        every `checkpoint_every` global steps and at the end of the phase, and writes
+        `history` to `history_path` with it. A phase that the global step already passed
+        (a resumed run) is skipped.
+        """
+        first = int(self._global_step.numpy())
+        if first >= phase.end_step:
+            return
+        if first < phase.start_step:
+            raise ValueError(f"global step {first} is before phase {phase.name}, which starts "
+                             f"at {phase.start_step}; run the phases in order")
+        resumed = first > phase.start_step
+        logging.info("Phase %s: steps %d..%d%s, training %d variables in groups %s "
                      "(lowest trainable encoder layer: %s).", phase.name, phase.start_step,
-                     phase.end_step, len(phase.variables), phase.groups,
-                     phase.lowest_trainable)
+                     phase.end_step, f", resumed at step {first}" if resumed else "",
+                     len(phase.variables), phase.groups, phase.lowest_trainable)
+        if not resumed:
+            self.write_phase_summary(phase, index)
         train_step = self.make_train_step(phase)
         losses, accuracies = [], []
         # The first step traces the function; it is timed separately.
         trace_seconds = 0.0
         started = time.monotonic()
-        for step_in_phase in range(phase.steps):
+        steps = phase.end_step - first
+        for step_in_run in range(steps):
             step_started = time.monotonic()
             inputs, labels = next(batches)
             loss, accuracy, _ = train_step(inputs, labels)
             losses.append(float(loss))
             accuracies.append(float(accuracy))
-            if step_in_phase == 0:
+            if step_in_run == 0:
                 trace_seconds = time.monotonic() - step_started
                 started = time.monotonic()
             step = int(self._global_step.numpy())
-            if step % log_every == 0 or step_in_phase == phase.steps - 1:
+            if step % log_every == 0 or step == phase.end_step:
                 self._record(phase, step, losses, accuracies, history)
                 losses, accuracies = [], []
-        timed_steps = max(phase.steps - 1, 1)
+            if checkpoints is not None and (
+                    step == phase.end_step or (checkpoint_every and step % checkpoint_every == 0)):
+                checkpoints.save(checkpoint_number=step)
+                if history_path:
+                    history.write(history_path)
+        timed_steps = max(steps - 1, 1)
         seconds_per_step = (time.monotonic() - started) / timed_steps
         history.phases.append({
             "name": phase.name, "start_step": phase.start_step, "end_step": phase.end_step,
@@ -138,14 +256,22 @@ class PhasedTrainer:
     def evaluate(self, batches: tf.data.Dataset, max_steps: Optional[int]) -> Dict:
         """Return loss, accuracy and example count over `batches` (at most `max_steps`)."""
         classifier = self._classifier
+        strategy = self._strategy
 
-        @tf.function(input_signature=dataset_lib.input_signature())
-        def eval_step(inputs, labels):
+        def replica_eval_step(inputs, labels):
             logits = classifier(inputs, training=False)
             loss = tf_keras.losses.sparse_categorical_crossentropy(labels, logits,
                                                                    from_logits=True)
             correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32)
             return tf.reduce_sum(loss), tf.reduce_sum(correct)
+
+        # Every replica evaluates the whole batch and the first one's sums count: evaluation is
+        # cheap next to training.
+        @tf.function(input_signature=dataset_lib.input_signature())
+        def eval_step(inputs, labels):
+            loss, correct = strategy.run(replica_eval_step, args=(inputs, labels))
+            return (strategy.experimental_local_results(loss)[0],
+                    strategy.experimental_local_results(correct)[0])
 
         total_loss, total_correct, count = 0.0, 0.0, 0
         for index, (inputs, labels) in enumerate(batches):

@@ -37,6 +37,8 @@ _MEMORY_FACTORS = {
 # Storage that pods can read; a relative path would be resolved inside the container.
 REMOTE_SCHEMES = ("gs://", "s3://", "minio://", "hdfs://", "http://", "https://")
 DECAY_SCHEDULES = ("linear", "cosine")
+DISTRIBUTIONS = ("default", "mirrored")
+MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
 _TOP_PHASE = re.compile(r"^top:\s*(\d+)$")
 _EXPONENT_FLOAT = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")
 
@@ -108,7 +110,15 @@ class PhaseConfig:
 
 @dataclasses.dataclass
 class TrainingConfig:
-    """Training budget, freeze schedule and optimizer settings."""
+    """Training budget, freeze schedule, optimizer, checkpoint, device and precision settings.
+
+    `distribution` is `default` (one device) or `mirrored` (`tf.distribute.MirroredStrategy`
+    over all local GPUs, or the CPU when there is none); `batch_size` is the global batch.
+    `mixed_precision` is null, `mixed_float16` (with dynamic loss scaling) or
+    `mixed_bfloat16`; the head always computes in float32. `checkpoint_dir` (default
+    `<model_run_dir>/checkpoints`) receives a checkpoint every `checkpoint_every_steps` steps
+    and at the end of each phase, and a run that finds one there resumes from it.
+    """
 
     phases: list
     batch_size: int = 32
@@ -122,6 +132,10 @@ class TrainingConfig:
     dropout: float = 0.1
     eval_batch_size: int = 64
     seed: int = 42
+    distribution: str = "default"
+    mixed_precision: Optional[str] = None
+    checkpoint_dir: Optional[str] = None
+    checkpoint_every_steps: int = 100
 
 
 @dataclasses.dataclass
@@ -494,6 +508,15 @@ def _validate(config: PipelineConfig) -> None:
         fail("training.clip_norm", "must be > 0 or null")
     if not 0 <= training.dropout < 1:
         fail("training.dropout", "must be in [0, 1)")
+    if training.distribution not in DISTRIBUTIONS:
+        fail("training.distribution",
+             f"{training.distribution!r} is not one of {', '.join(DISTRIBUTIONS)}")
+    if (training.mixed_precision is not None
+            and training.mixed_precision not in MIXED_PRECISION_POLICIES):
+        fail("training.mixed_precision", f"{training.mixed_precision!r} is not null or one of "
+                                         f"{', '.join(MIXED_PRECISION_POLICIES)}")
+    if training.checkpoint_every_steps <= 0:
+        fail("training.checkpoint_every_steps", "must be > 0")
 
     evaluation = config.evaluation
     if evaluation.accuracy_lower_bound is None and evaluation.auc_lower_bound is None:

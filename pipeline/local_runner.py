@@ -176,8 +176,11 @@ def run(config: PipelineConfig, *, data_mirror: Optional[str] = None, stream=Non
     stream = stream or sys.stdout
     from tfx import v1 as tfx
 
+    from components.freeze import check_schedule_depth
     from pipeline.pipeline import create_pipeline
 
+    # A `top: N` phase deeper than the backbone fails here, before any component runs.
+    check_schedule_depth(config)
     data_root = os.path.abspath(resolve_data_root(config, data_mirror))
     os.makedirs(config.output.dir, exist_ok=True)
     config = dataclasses.replace(
