@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from typing import Any, Optional, Sequence
 
 from absl import logging
@@ -74,9 +75,14 @@ def blessing_decision(blessing: Optional[artifact.Artifact]) -> Optional[bool]:
 
 
 def write_report(page: str, uri: str) -> None:
-    """Write `page` as the single file at `uri`, replacing the empty folder TFX created there."""
+    """Write `page` as the single file at `uri`, replacing the empty folder TFX created there.
+
+    TFX's local launchers create that folder; its Kubeflow V2 entrypoint creates none, so the
+    parent folder is made here.
+    """
     if fileio.isdir(uri):
         fileio.rmtree(uri)
+    fileio.makedirs(os.path.dirname(uri))
     with fileio.open(uri, "w") as report_file:
         report_file.write(page)
 

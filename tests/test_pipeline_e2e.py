@@ -195,3 +195,75 @@ def test_second_report_renders_baseline(two_runs, tmp_path):
     capture, _ = headless_chromium.assert_report_renders(second.report_path, str(tmp_path / "report.png"),
                                             expect_confusion="class=\"confusion\"" in page)
     assert "Training loss" in capture.dom
+
+
+def _newest_artifact_dir(pipeline_root: str, node_id: str, key: str) -> str:
+    folder = os.path.join(pipeline_root, node_id, key)
+    return os.path.join(folder, max(os.listdir(folder), key=int))
+
+
+def test_report_runs_as_kubeflow_task(two_runs, tmp_path):
+    """The Report's executor under TFX's Kubeflow V2 entrypoint, on the second run's artifacts."""
+    import argparse
+    import json
+    import sys
+
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+
+    from components.evaluation import build_eval_config
+    from pipeline import kubeflow_executor
+
+    config, _, _, _, _ = two_runs
+    root = config.output.pipeline_root
+    report_uri = str(tmp_path / "Report" / "report")
+    output_file = str(tmp_path / "Report" / "executor_output.json")
+    parameters = {
+        "labels": json.dumps(config.data.labels),
+        "title": "e2e-sst2: run report",
+        "eval_config": json_format.MessageToJson(build_eval_config(config)),
+    }
+
+    def artifact(title: str, uri: str, **metadata) -> dict:
+        return {"artifacts": [{"name": f"projects/p/artifacts/{title}", "uri": uri, "metadata": metadata,
+                               "type": {"instanceSchema": f"title: {title}\ntype: object\n"}}]}
+
+    executor_input = {
+        "inputs": {
+            "artifacts": {
+                "evaluation": artifact("tfx.ModelEvaluation", _newest_artifact_dir(root, "Evaluator", "evaluation")),
+                "blessing": artifact("tfx.ModelBlessing", _newest_artifact_dir(root, "Evaluator", "blessing"),
+                                     blessed=1),
+                "model_run": artifact("tfx.ModelRun", _newest_artifact_dir(root, "Trainer", "model_run")),
+            },
+            "parameterValues": parameters,
+        },
+        "outputs": {"artifacts": {"report": artifact("system.HTML", report_uri)}, "outputFile": output_file},
+    }
+    inputs_spec = {"parameters": {name: {"parameterType": "STRING"} for name in parameters}}
+    arguments = argparse.Namespace(
+        executor_class_path="components.report.Executor",
+        json_serialized_invocation_args=json.dumps(executor_input),
+        json_serialized_inputs_spec_args=json.dumps(inputs_spec),
+    )
+
+    modules_before = set(sys.modules)
+    kubeflow_executor.register_custom_artifact_types()
+    try:
+        kubeflow_v2_run_executor._run_executor(arguments, [])
+    finally:
+        for name in set(sys.modules) - modules_before:
+            if name in ("system", "textxfer"):
+                del sys.modules[name]
+
+    executor_output = json_format.Parse(open(output_file).read(), pipeline_spec_pb2.ExecutorOutput())
+    [report] = executor_output.artifacts["report"].artifacts
+    # The KFP v2 UI shows a system.HTML artifact with a display_name, reading its URI as one file.
+    assert report.uri == report_uri
+    assert report.metadata["display_name"] == "run report"
+    assert report.metadata["blessed"] == 1
+    with open(report_uri, encoding="utf-8") as page:
+        text = page.read()
+    assert "Blessed: the model passed every threshold" in text
+    assert "Training loss" in text

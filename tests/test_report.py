@@ -279,6 +279,12 @@ def test_write_report_replaces_folder(tmp_path):
     assert uri.read_text() == "<!DOCTYPE html><p>page</p>"
 
 
+def test_write_report_creates_parent(tmp_path):
+    uri = tmp_path / "Report_123" / "report"
+    write_report("<!DOCTYPE html>", str(uri))
+    assert uri.read_text() == "<!DOCTYPE html>"
+
+
 def test_blessing_decision_from_artifact():
     from tfx.types import standard_artifacts
 
