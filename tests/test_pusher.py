@@ -11,7 +11,7 @@ from components import pusher
 
 
 def _model_artifact(tmp_path, content: str):
-    """A Trainer-style Model artifact whose `Format-Serving` folder holds a fake SavedModel."""
+    """A Trainer-style Model artifact whose `Format-Serving` folder contains a fake SavedModel."""
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / f"model-{content}")
     serving = os.path.join(model.uri, "Format-Serving")
