@@ -114,7 +114,7 @@ def trained(tiny_backbone, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp("evaluation")
     config, _, serving_dir, _ = module_helpers.train_tiny_classifier(
         tiny_backbone.path, str(work_dir / "model"), module_helpers.sentiment_rows(24),
-        batch_size=4, phases=[{"train": "head", "steps": 10}, {"train": "all", "steps": 40}],
+        batch_size=4, phases=[{"train": "head", "steps": 20}, {"train": "all", "steps": 60}],
         learning_rate=3e-3, head_learning_rate=1e-2, warmup_fraction=0.0)
     data_path = str(work_dir / "eval.tfrecord")
     with tf.io.TFRecordWriter(data_path) as writer:

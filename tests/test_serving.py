@@ -65,7 +65,7 @@ def served(tiny_backbone, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp("serving")
     _, _, single_dir, _ = module_helpers.train_tiny_classifier(
         tiny_backbone.path, str(work_dir / "single"), module_helpers.sentiment_rows(16),
-        batch_size=4, phases=[{"train": "head", "steps": 10}, {"train": "all", "steps": 40}],
+        batch_size=4, phases=[{"train": "head", "steps": 20}, {"train": "all", "steps": 200}],
         learning_rate=3e-3, head_learning_rate=1e-2, warmup_fraction=0.0)
     pair_rows = [{"text": [b"good"], "text_pair": [b"movie"], "label": [b"pos"]},
                  {"text": [b"bad"], "text_pair": [b"movie"], "label": [b"neg"]}] * 4
