@@ -1,4 +1,8 @@
-"""TFMA evaluation config: metrics, blessing thresholds and slices from the experiment config."""
+"""TFMA evaluation config from the experiment config, and the Evaluator component that uses it.
+
+`build_eval_config` sets the metrics, blessing thresholds and slices. `Evaluator` is TFX's
+Evaluator with an executor that logs which change thresholds a run without a baseline skips.
+"""
 
 import json
 from typing import Any, Dict, List, Optional
@@ -125,7 +129,8 @@ def build_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     ])]
     metrics_specs += _per_class_specs(config)
 
-    slicing_specs = [tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.TEXT_LENGTH_BUCKET])]
+    slicing_specs = [tfma.SlicingSpec(),
+                     tfma.SlicingSpec(feature_keys=[features.TEXT_LENGTH_BUCKET])]
     slicing_specs += [tfma.SlicingSpec(feature_keys=[column]) for column in evaluation.slices]
     model_spec = tfma.ModelSpec(
         signature_name=features.SERVING_DEFAULT,
@@ -138,10 +143,10 @@ def build_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 
 def macro_f1(slice_metrics: Dict[str, Dict[str, Any]], num_classes: int) -> float:
-    """Return the mean of the per-class F1 scores of one slice of `tfma.load_metrics` output.
+    """Return the mean of the per-class F1 scores in one slice of a TFMA result.
 
-    `slice_metrics` maps sub keys (`classId:0 topK:1`, ...) to metric names to values, the
-    form of `tfma.EvalResult.slicing_metrics` for one slice and output.
+    `slice_metrics` maps sub keys (`classId:0 topK:1`, ...) to metric names to values: the
+    value of `dict(tfma.EvalResult.slicing_metrics)[slice_key][output_name]`.
     """
     scores = []
     for class_id in range(num_classes):
@@ -181,9 +186,9 @@ class Executor(evaluator_executor.Executor):
             if skipped:
                 # TFX drops change thresholds when no baseline model was resolved.
                 logging.warning(
-                    "No baseline model (no blessed model yet): skipping the change "
-                    "thresholds on %s; only the value thresholds decide the blessing.",
-                    ", ".join(skipped))
+                    "No baseline model was resolved (before the first blessed model there "
+                    "is none): skipping the change thresholds on %s; only the value "
+                    "thresholds decide the blessing.", ", ".join(skipped))
         super().Do(input_dict, output_dict, exec_properties)
 
 

@@ -277,3 +277,23 @@ def test_text_length_buckets_ranges():
     # A text pair counts the words of both texts.
     pairs = text_length_buckets([tf.constant(["a b c", "x"]), tf.constant(["d e", ""])])
     assert pairs.numpy().tolist() == [b"5-9", b"0-4"]
+
+
+def test_executor_logs_skipped_change_thresholds(monkeypatch, caplog):
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    # Only the logging is under test: TFX's own Do (the TFMA run) does nothing here.
+    monkeypatch.setattr(evaluation.evaluator_executor.Executor, "Do",
+                        lambda self, input_dict, output_dict, exec_properties: None)
+    eval_config = evaluation.build_eval_config(_config(max_accuracy_drop=0.05))
+    properties = {"eval_config": proto_utils.proto_to_json(eval_config)}
+
+    with caplog.at_level("WARNING"):
+        evaluation.Executor().Do({}, {}, properties)
+    assert "skipping the change thresholds on accuracy" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        evaluation.Executor().Do({"baseline_model": [standard_artifacts.Model()]}, {}, properties)
+    assert "skipping the change thresholds" not in caplog.text
