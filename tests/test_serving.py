@@ -175,5 +175,6 @@ def test_missing_text_feature_named(served):
 
 def test_missing_text_argument_named(served):
     _, outputs = served
-    assert "text" in outputs["text_missing"]["error"]
-    assert "text_pair" in outputs["pair_without_second_text"]["error"]
+    assert "missing a required argument: 'text'" in outputs["text_missing"]["error"]
+    assert ("missing a required argument: 'text_pair'"
+            in outputs["pair_without_second_text"]["error"])
