@@ -124,7 +124,7 @@ def test_each_phase_changes_only_its_variables(three_layer_backbone, transformed
     top_two = {name for name in backbone if name.startswith(
         ("transformer/layer_1/", "transformer/layer_2/", "pooler_transform/"))}
     # Softmax ignores a bias added to every key, so the key bias gets a gradient that is
-    # zero up to rounding; it gets no weight decay either, so it may or may not move.
+    # zero up to rounding. It gets no weight decay either, so it may or may not move.
     key_biases = {name for name in backbone if name.endswith("self_attention/key/bias:0")}
     assert len(top_two) == 2 * 16 + 2
     assert len(key_biases) == 3
@@ -326,7 +326,7 @@ def test_config_rejects_invalid_switches(tiny_backbone, key, value, message):
         module_helpers.make_config(tiny_backbone.path, **{key: value})
 
 
-def test_schedule_deeper_than_backbone_rejected_before_work(tiny_backbone):
+def test_too_deep_schedule_rejected(tiny_backbone):
     config = module_helpers.make_config(
         tiny_backbone.path, phases=[{"train": "head", "steps": 2}, {"train": "top: 3", "steps": 2}])
     with pytest.raises(ValueError, match=r"phases\[1\].train is 'top: 3' but the backbone has 2"):
