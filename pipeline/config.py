@@ -117,7 +117,9 @@ class TrainingConfig:
     `mixed_precision` is null, `mixed_float16` (with dynamic loss scaling) or
     `mixed_bfloat16`; the head always computes in float32. `checkpoint_dir` (default
     `<model_run_dir>/checkpoints`) receives a checkpoint every `checkpoint_every_steps` steps
-    and at the end of each phase, and a run that finds one there resumes from it.
+    and at the end of each phase, and a run that finds one there resumes from it. TFX gives
+    each Trainer execution a new `model_run_dir`, so a rerun of a failed Trainer resumes
+    only from a configured `checkpoint_dir`, which a new experiment must not share.
     """
 
     phases: list

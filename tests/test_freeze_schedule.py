@@ -334,3 +334,16 @@ def test_too_deep_schedule_rejected(tiny_backbone):
     deep_enough = module_helpers.make_config(
         tiny_backbone.path, phases=[{"train": "top: 2", "steps": 2}])
     assert freeze.check_schedule_depth(deep_enough) == resolve_backbone(tiny_backbone.path).num_layers
+
+
+def test_local_runner_checks_depth_first(tiny_backbone, tmp_path):
+    from pipeline import local_runner  # pylint: disable=import-outside-toplevel
+
+    config = module_helpers.make_config(tiny_backbone.path,
+                                        phases=[{"train": "top: 5", "steps": 2}])
+    output_dir = tmp_path / "output"
+    config.output.dir = str(output_dir)
+    with pytest.raises(ValueError, match="'top: 5' but the backbone has 2 layers"):
+        local_runner.run(config)
+    # The check ran before the data directory was resolved and before any output.
+    assert not output_dir.exists()
