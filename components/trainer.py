@@ -76,6 +76,11 @@ def train_model(config: PipelineConfig, transform_output_dir: str, train_files, 
     has a checkpoint of this schedule, training resumes from it: the weights, optimizer
     state and global step are restored, and the input pipeline skips the batches already
     trained on, so the run continues in the same phase with the batch it would have seen.
+
+    NOTE: a resumed run matches an uninterrupted one bit for bit only when the backbone has
+    no dropout. The exported encoders draw their dropout masks from stateful random ops
+    inside the SavedModel, which restart in a new process, so with backbone dropout a
+    resumed run is equivalent in distribution only.
     """
     training = config.training
     tf_keras.utils.set_random_seed(training.seed)
