@@ -11,8 +11,8 @@ from components.backbone import checkpoint as checkpoint_lib
 from components.backbone.export import export_backbone
 from components.backbone.loading import layer_index
 from components.backbone.tiny import build_vocabulary, write_tiny_checkpoint
-from tests.backbone_data import sst2_dev_sentences
-from tests.bert_reference import NumpyBert
+from backbone_data import sst2_dev_sentences
+from bert_reference import NumpyBert
 
 MINILM_DIR = checkpoint_lib.resolve_source_dir("minilm")
 PARITY_ATOL = 1e-4

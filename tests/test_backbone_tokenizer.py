@@ -6,7 +6,7 @@ import pytest
 
 from components.backbone import checkpoint as checkpoint_lib
 from components.backbone.tokenizer import build_tokenizer, tokenizer_for_backbone
-from tests.backbone_data import chnsenticorp_reviews, sst2_dev_sentences
+from backbone_data import chnsenticorp_reviews, sst2_dev_sentences
 
 HARD_CASES = [
     "Café naïve résumé Ångström",

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import cli, kfp_client
 from pipeline.config import load_config
-from tests.kfp_fake_server import FakeKfpServer, FakeKfpState, InvalidRequest, build_model
+from kfp_fake_server import FakeKfpServer, FakeKfpState, InvalidRequest, build_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOKEN = "secret-token-4f1c9a"

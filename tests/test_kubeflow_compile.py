@@ -197,8 +197,9 @@ def test_runtime_parameters_have_defaults(compiled, pipeline_spec):
     parameters = pipeline_spec.root.input_definitions.parameters
     assert sorted(parameters) == ["data_root", "learning_rate", "train_steps"]
     assert parameters["data_root"].default_value.string_value == config.kubeflow.data_root
-    assert parameters["train_steps"].default_value.number_value == 750
-    assert parameters["learning_rate"].default_value.number_value == pytest.approx(5e-5)
+    train_steps = sum(phase.steps for phase in config.training.phases)
+    assert parameters["train_steps"].default_value.number_value == train_steps
+    assert parameters["learning_rate"].default_value.number_value == pytest.approx(config.training.learning_rate)
     assert parameters["train_steps"].parameter_type == pipeline_spec_pb2.ParameterType.NUMBER_INTEGER
     assert parameters["learning_rate"].parameter_type == pipeline_spec_pb2.ParameterType.NUMBER_DOUBLE
 

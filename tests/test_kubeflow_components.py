@@ -90,7 +90,11 @@ def test_scale_phases_rejects_small_budget():
 
 
 def _exec_properties(**overrides):
-    config = load_config(str(REPO / "configs" / "sst2.yaml"))
+    # A fixed 150 + 600 step schedule, so the expected scaling does not follow the demo budget.
+    config = load_config(
+        str(REPO / "configs" / "sst2.yaml"),
+        ["training.phases=[{train: head, steps: 150}, {train: all, steps: 600}]"],
+    )
     properties = {
         "custom_config": json.dumps({"config": config.to_dict()}),
         "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=750)),
