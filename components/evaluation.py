@@ -53,7 +53,9 @@ def _metric(class_name: str, name: str, threshold: Optional[tfma.MetricThreshold
                                                  for key, value in config.items()])
     metric = tfma.MetricConfig(class_name=class_name, config=options)
     if threshold is not None:
-        metric.threshold.CopyFrom(threshold)
+        # Gate on the whole eval set only. TFMA applies a plain `threshold` to every slice,
+        # so a text-length bucket of a dozen examples could veto a release on its own.
+        metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
     return metric
 
 
@@ -165,7 +167,8 @@ def change_threshold_metrics(eval_config: tfma.EvalConfig) -> List[str]:
     names = []
     for spec in eval_config.metrics_specs:
         for metric in spec.metrics:
-            if metric.threshold.HasField("change_threshold"):
+            thresholds = [metric.threshold] + [item.threshold for item in metric.per_slice_thresholds]
+            if any(threshold.HasField("change_threshold") for threshold in thresholds):
                 options = json.loads("{" + metric.config + "}") if metric.config else {}
                 names.append(options.get("name", metric.class_name))
     return names

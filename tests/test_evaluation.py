@@ -25,6 +25,14 @@ def _metrics(eval_config):
             for spec in eval_config.metrics_specs for metric in spec.metrics}
 
 
+def _gate(metric: tfma.MetricConfig) -> tfma.MetricThreshold:
+    """Return the blessing threshold of `metric`, checking that it covers the whole eval set only."""
+    assert not metric.HasField("threshold"), "a plain threshold would gate every slice"
+    assert len(metric.per_slice_thresholds) == 1
+    assert list(metric.per_slice_thresholds[0].slicing_specs) == [tfma.SlicingSpec()]
+    return metric.per_slice_thresholds[0].threshold
+
+
 def test_model_spec_uses_transform_features():
     model_spec = evaluation.build_eval_config(_config()).model_specs[0]
     assert model_spec.signature_name == "serving_default"
@@ -43,19 +51,20 @@ def test_thresholds_from_config():
         ("Recall", (0, 1)), ("F1Score", (0, 1)), ("Calibration", (0, 1)),
         ("CalibrationPlot", (0, 1))}
 
-    accuracy = metrics[("SparseCategoricalAccuracy", ())].threshold
+    accuracy = _gate(metrics[("SparseCategoricalAccuracy", ())])
     assert accuracy.value_threshold.lower_bound.value == pytest.approx(0.8)
     assert accuracy.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
     assert accuracy.change_threshold.absolute.value == pytest.approx(-0.01)
-    auc = metrics[("AUC", (1,))].threshold
+    auc = _gate(metrics[("AUC", (1,))])
     assert auc.value_threshold.lower_bound.value == pytest.approx(0.85)
     assert not auc.HasField("change_threshold")
     assert not metrics[("ExampleCount", ())].HasField("threshold")
+    assert not metrics[("ExampleCount", ())].per_slice_thresholds
 
 
 def test_no_drop_means_no_change_threshold():
     eval_config = evaluation.build_eval_config(_config(accuracy_lower_bound=0.7))
-    accuracy = _metrics(eval_config)[("SparseCategoricalAccuracy", ())].threshold
+    accuracy = _gate(_metrics(eval_config)[("SparseCategoricalAccuracy", ())])
     assert accuracy.value_threshold.lower_bound.value == pytest.approx(0.7)
     assert not accuracy.HasField("change_threshold")
 
