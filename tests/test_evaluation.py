@@ -101,8 +101,14 @@ def test_multiclass_auc_is_macro_averaged():
     assert dict(auc_spec.aggregate.class_weights) == {0: 1.0, 1: 1.0, 2: 1.0}
 
 
-def _binary_auc(labels, scores):
-    """Probability that a random positive scores above a random negative (ties count half)."""
+def _binary_auc(labels, scores, num_thresholds=10000):
+    """Probability that a random positive scores above a random negative (ties count half).
+
+    Scores are first put in the buckets between TFMA's `num_thresholds` evenly spaced
+    thresholds, as its AUC sees them: a well-trained model puts many probabilities in the
+    top bucket, where TFMA cannot order them.
+    """
+    scores = np.clip(np.ceil(scores * (num_thresholds - 1)), 0, num_thresholds - 1)
     positives = scores[labels == 1]
     negatives = scores[labels == 0]
     greater = (positives[:, None] > negatives[None, :]).sum()
