@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from components.backbone.loading import layer_index, resolve_backbone
 from components.optimization import HEAD_GROUP, variable_group
-from pipeline.config import PhaseConfig, PipelineConfig
+from pipeline.config import ConfigError, PhaseConfig, PipelineConfig
 
 
 @dataclasses.dataclass
@@ -60,11 +60,11 @@ def group_counts(variables: Sequence[Tuple[tf.Variable, str]]) -> Dict[str, int]
 
 def check_phase_depth(phases: Sequence[PhaseConfig], num_layers: int,
                       source: str = "config") -> None:
-    """Raise ValueError if a `top: N` phase requests more layers than `num_layers`."""
+    """Raise ConfigError (a ValueError) if a `top: N` phase requests more than `num_layers`."""
     for index, phase in enumerate(phases):
         top = phase.top_layers
         if top is not None and top > num_layers:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: training.phases[{index}].train is 'top: {top}' but the "
                 f"backbone has {num_layers} layers; use top: {num_layers} or all.")
 

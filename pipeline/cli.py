@@ -60,7 +60,12 @@ def _export_backbone(args) -> int:
 def _predict(args) -> int:
     from pipeline.predict import format_predictions, predict
 
-    print(format_predictions(predict(args.model, args.texts, text_pairs=args.pair)))
+    try:
+        predictions = predict(args.model, args.texts, text_pairs=args.pair)
+    except ValueError as error:  # A pair given to a single-text model, or the reverse.
+        print(f"textxfer: {error}", file=sys.stderr)
+        return 2
+    print(format_predictions(predictions))
     return 0
 
 
@@ -184,12 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     configure_environment()
     args = build_parser().parse_args(argv)
+    from components.backbone.loading import BackboneInterfaceError
     from pipeline.config import ConfigError
     from pipeline.datasets import DatasetError
 
+    # Errors in what the user passed (config, paths, data, backbone) get one line, no
+    # traceback. Failures inside a pipeline run are summarised by the runner, with the
+    # traceback in its run.log.
+    user_errors = (ConfigError, DatasetError, BackboneInterfaceError, FileNotFoundError, FileExistsError)
     try:
         return args.handler(args)
-    except (ConfigError, DatasetError) as error:
+    except user_errors as error:
         print(f"textxfer: {error}", file=sys.stderr)
         return 2
 

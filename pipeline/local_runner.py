@@ -85,6 +85,10 @@ class ProgressHandler(logging.Handler):
                 seconds = record.created - self.started.get(node_id, record.created)
                 self.seconds[node_id] = seconds
                 self._write(f"[{stamp}] {node_id} finished in {seconds:.1f} s")
+        elif record.name.startswith("apache_beam"):
+            # Beam re-logs a failing component's exception with its own traceback; the
+            # component's message and the run summary already say it, and run.log has it.
+            return
         elif record.levelno >= logging.ERROR or (
             record.levelno >= logging.INFO and record.pathname.startswith(_PROJECT_PACKAGES)
         ):
@@ -109,7 +113,7 @@ def _captured_logs(log_path: str, progress: ProgressHandler):
     sit on absl's logger, which keeps them even when a library replaces the root logger's
     handlers mid-run. A second file handler on the root logger takes the other libraries'
     records. Handlers already on the root logger and TensorFlow's own handler are raised to
-    ERROR meanwhile, so TFX, Beam and TensorFlow INFO chatter stays in the file.
+    CRITICAL meanwhile, so the console shows each record once, through `progress`.
     """
     root = logging.getLogger()
     absl_logger = absl_logging.get_absl_logger()
@@ -125,7 +129,7 @@ def _captured_logs(log_path: str, progress: ProgressHandler):
     previous_root_level = root.level
     previous_verbosity = absl_logging.get_verbosity()
     for handler, _ in previous_handler_levels:
-        handler.setLevel(max(handler.level, logging.ERROR))
+        handler.setLevel(max(handler.level, logging.CRITICAL))
     root.setLevel(logging.INFO)
     # Through the absl flag, not the logger: TensorFlow's SavedModel code saves and restores
     # the verbosity with get/set_verbosity, which would reset a level set on the logger.
