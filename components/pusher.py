@@ -10,9 +10,10 @@ place, and a version directory that exists is never written to again.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -77,6 +78,35 @@ def publish_model(model_path: str, base_directory: str) -> Tuple[int, str]:
         f"(last tried {version - 1}); check which process keeps pushing there")
 
 
+def identical_latest_version(model_path: str, base_directory: str) -> Optional[Tuple[int, str]]:
+    """Return the newest version under `base_directory` if its files equal `model_path`'s.
+
+    A rerun over unchanged inputs blesses the same model again; this lets the Pusher keep
+    serving the version that has it instead of publishing a copy.
+    """
+    versions = pushed_versions(base_directory)
+    if not versions:
+        return None
+    latest = os.path.join(base_directory, str(versions[-1]))
+    if _tree_digest(model_path) == _tree_digest(latest):
+        return versions[-1], latest
+    return None
+
+
+def _tree_digest(directory: str) -> Dict[str, str]:
+    """Map each file below `directory` (relative path) to the SHA-256 of its bytes."""
+    digests = {}
+    for root, _, files in fileio.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            sha = hashlib.sha256()
+            with fileio.open(path, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    sha.update(block)
+            digests[os.path.relpath(path, directory)] = sha.hexdigest()
+    return digests
+
+
 def _rename_if_absent(source: str, destination: str) -> bool:
     """Rename `source` to `destination` unless that exists; return whether it was renamed.
 
@@ -118,8 +148,14 @@ class Executor(pusher_executor.Executor):
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY])
         model_path = self.GetModelPath(input_dict)
 
-        version, destination = publish_model(model_path, base_directory)
-        logging.info("Pushed %s as version %d: %s", model_path, version, destination)
+        identical = identical_latest_version(model_path, base_directory)
+        if identical is not None:
+            version, destination = identical
+            logging.info("The blessed model %s equals version %d, which is already served; "
+                         "no new version is published.", model_path, version)
+        else:
+            version, destination = publish_model(model_path, base_directory)
+            logging.info("Pushed %s as version %d: %s", model_path, version, destination)
         # Like the stock Pusher, keep a copy in the PushedModel artifact for lineage.
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=destination,

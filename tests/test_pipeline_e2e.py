@@ -150,6 +150,13 @@ def test_second_run_reuses_cache(two_runs):
         assert states.get(node_id) == "CACHED", f"{node_id}: {states.get(node_id)}"
 
 
+def test_second_run_pushes_no_copy(two_runs):
+    config, first, second, _, _ = two_runs
+    # The same model is blessed again and stays served as the first version.
+    assert second.pushed_path == first.pushed_path
+    assert os.listdir(config.output.serving_dir) == [os.path.basename(first.pushed_path)]
+
+
 def test_summary_lists_components_and_push(two_runs):
     _, first, _, output, _ = two_runs
     for node_id in PIPELINE_NODES:

@@ -151,3 +151,32 @@ def test_component_keeps_pusher_interface():
     assert component.id == "Pusher"
     assert set(component.outputs) == {"pushed_model"}
     assert component.executor_spec.executor_class is pusher.Executor
+
+
+def test_identical_model_keeps_latest_version(tmp_path):
+    serving_dir = str(tmp_path / "serving")
+    (tmp_path / "first").mkdir()
+    (tmp_path / "rerun").mkdir()
+    (tmp_path / "changed").mkdir()
+    _push(tmp_path / "first", serving_dir, "one")
+    rerun = _push(tmp_path / "rerun", serving_dir, "one")
+
+    assert sorted(os.listdir(serving_dir)) == ["1"]
+    assert rerun.get_int_custom_property("pushed") == 1
+    assert rerun.get_string_custom_property("pushed_destination") == os.path.join(serving_dir, "1")
+    assert rerun.get_string_custom_property("pushed_version") == "1"
+
+    changed = _push(tmp_path / "changed", serving_dir, "two")
+    assert sorted(os.listdir(serving_dir)) == ["1", "2"]
+    assert changed.get_string_custom_property("pushed_version") == "2"
+
+
+def test_identical_version_only_checks_latest(tmp_path):
+    serving_dir = str(tmp_path / "serving")
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    _push(tmp_path / "a", serving_dir, "one")
+    _push(tmp_path / "b", serving_dir, "two")
+    # A return to an older model is a new release, so it gets a new version.
+    again = _push(tmp_path / "c", serving_dir, "one")
+    assert again.get_string_custom_property("pushed_version") == "3"
