@@ -54,6 +54,17 @@ def cluster_config(config: PipelineConfig) -> PipelineConfig:
             f"{config.source}: backbone.handle {backbone_handle!r} is a relative path that pods cannot read: "
             "set kubeflow.backbone_handle to a gs:// or s3:// copy of the backbone or a TF Hub URL"
         )
+    local_paths = {
+        "backbone.handle / kubeflow.backbone_handle": backbone_handle,
+        "data.schema": config.data.schema,
+        "training.checkpoint_dir": config.training.checkpoint_dir,
+    }
+    for key, path in local_paths.items():
+        if path and path.startswith("/"):
+            # Pods can read an absolute path only from a volume mounted there (a PVC); a
+            # relative data.schema resolves inside the image, which ships schemas/.
+            logging.warning("%s: %s is the absolute path %s; pods can read it only if a volume is "
+                            "mounted there, so prefer a gs:// path", config.source, key, path)
     return dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, dir=kubeflow.data_root, dataset=None),
