@@ -81,8 +81,8 @@ def publish_model(model_path: str, base_directory: str) -> Tuple[int, str]:
 def identical_latest_version(model_path: str, base_directory: str) -> Optional[Tuple[int, str]]:
     """Return the newest version under `base_directory` if its files equal `model_path`'s.
 
-    A rerun over unchanged inputs blesses the same model again; this lets the Pusher keep
-    serving the version that has it instead of publishing a copy.
+    A rerun over unchanged inputs blesses the same model again. The Pusher then keeps
+    serving the version that contains it instead of publishing a copy.
     """
     versions = pushed_versions(base_directory)
     if not versions:

@@ -49,7 +49,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class ColumnsConfig:
-    """Which input columns hold the text, the optional second text, the label and slice keys."""
+    """Input columns of the text, the optional second text, the label and the slice keys."""
 
     text: ColumnRef
     label: ColumnRef
@@ -59,7 +59,7 @@ class ColumnsConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    """Where the labelled text is and how to read it.
+    """Location and reading options of the labelled text.
 
     Exactly one of `dataset` (a name the data step resolves to a directory, downloading or
     using an offline mirror) and `dir` (a directory of files) is set. `train` and `eval` are
@@ -171,7 +171,7 @@ class ValidationConfig:
 
 @dataclasses.dataclass
 class OutputConfig:
-    """Where runs write: pipeline root, ML Metadata database and pushed models live under `dir`."""
+    """Output location: the pipeline root, ML Metadata database and pushed models under `dir`."""
 
     dir: str
 

@@ -15,5 +15,5 @@ def configure_environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
     # google-api-core and google-auth warn about Python 3.11 and grpcio support dates on every
-    # import; they concern the Google client libraries, not this project's use of them.
+    # import. The warnings concern the Google client libraries, not this project's use of them.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")

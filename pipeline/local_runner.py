@@ -46,7 +46,7 @@ class ComponentResult:
 
 @dataclasses.dataclass
 class RunResult:
-    """What a pipeline run produced."""
+    """The outcome of one pipeline run: component states, metrics, blessing and push."""
 
     succeeded: bool
     run_id: Optional[str] = None
@@ -86,8 +86,8 @@ class ProgressHandler(logging.Handler):
                 self.seconds[node_id] = seconds
                 self._write(f"[{stamp}] {node_id} finished in {seconds:.1f} s")
         elif record.name.startswith("apache_beam"):
-            # Beam re-logs a failing component's exception with its own traceback; the
-            # component's message and the run summary already say it, and run.log has it.
+            # Beam logs a failing component's exception again, with its traceback. The
+            # component's own message and the run summary already report it, and run.log keeps it.
             return
         elif record.levelno >= logging.ERROR or (
             record.levelno >= logging.INFO and record.pathname.startswith(_PROJECT_PACKAGES)

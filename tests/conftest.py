@@ -36,9 +36,9 @@ def _is_loopback(host) -> bool:
 def network_attempts(monkeypatch):
     """Fail the test if anything tried to reach a non-loopback host, even if it caught the error.
 
-    pytest-socket (see pytest.ini) already blocks such connections; this fixture also catches
-    code that swallows the error and falls back quietly (as Beam does when it cannot download
-    its Prism runner), and DNS look-ups of outside hosts.
+    pytest-socket (see pytest.ini) already blocks such connections. This fixture also catches
+    code that swallows the error and falls back quietly, as Beam does when it cannot download
+    its Prism runner, and DNS look-ups of outside hosts.
     """
     import socket
 

@@ -332,7 +332,8 @@ def test_sst2_config_imports_curated_schema():
     assert os.path.normpath(os.path.join(REPO, config.data.schema)) == SCHEMA_PATH
     pipeline = create_pipeline(config, data_root="/data")
     ids = [component.id for component in pipeline.components]
-    assert "ImportSchemaGen" in ids and "SchemaGen" not in ids
+    assert "ImportSchemaGen" in ids
+    assert "SchemaGen" not in ids
     assert ids.index("AnomalyGate") < ids.index("Transform") < ids.index("TextStatisticsGate") < ids.index("Trainer")
     by_id = {component.id: component for component in pipeline.components}
     assert "AnomalyGate" in {node.id for node in by_id["Transform"].upstream_nodes}
